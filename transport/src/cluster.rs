@@ -1,0 +1,352 @@
+//! The cluster configuration file: one TOML file that every worker and client of a cluster reads.
+//!
+//! It lives in `transport` because, like the wire types, it is the contract between workers and
+//! clients, which never depend on each other. Unknown keys are refused (`deny_unknown_fields`):
+//! a misspelt key must not silently fall back to a default. Every key is documented in
+//! `docs/configuration.md`; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// Why a cluster config could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or has unknown keys.
+    #[error("parse {path}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid cluster config: {0}")]
+    Invalid(String),
+}
+
+/// Eviction policy of a worker's page store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EvictionKind {
+    /// S3-FIFO: small FIFO + main FIFO + ghost queue (default).
+    #[default]
+    S3fifo,
+    /// Least recently used.
+    Lru,
+}
+
+/// One worker of the cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerEntry {
+    /// Unique id; its position on the placement ring derives from it.
+    pub id: String,
+    /// RPC address (`host:port`).
+    pub addr: SocketAddr,
+    /// Prometheus metrics HTTP address; no metrics endpoint when absent.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Bytes of page memory.
+    #[serde(default = "defaults::memory_capacity")]
+    pub memory_capacity: ByteSize,
+}
+
+/// One mount: a name mapped to an under-store URI.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountEntry {
+    /// Name: the first component of hoard paths (`/NAME/key`).
+    pub name: String,
+    /// `s3://bucket/prefix` or `file:///dir`.
+    pub ufs: String,
+}
+
+/// How to reach S3 (for `s3://` mounts). Unset keys come from the standard AWS environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Section {
+    /// Endpoint URL of an S3-compatible server.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS servers.
+    pub path_style: bool,
+    /// Static access key id (else `AWS_ACCESS_KEY_ID` or the profile chain).
+    pub access_key_id: Option<String>,
+    /// Static secret key.
+    pub secret_access_key: Option<String>,
+}
+
+/// Settings every worker of the cluster shares.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Page store eviction policy.
+    pub eviction: EvictionKind,
+    /// How long stat results and listings are trusted before the under-store is asked again.
+    #[serde(with = "humantime_serde")]
+    pub metadata_ttl: Duration,
+    /// Most cached stat results and listing pages.
+    pub metadata_entries: u32,
+    /// How far ahead of a sequential reader pages are fetched.
+    pub readahead: ByteSize,
+    /// Most bytes one under-store GET fetches when filling pages.
+    pub fill_request_max: ByteSize,
+    /// Most concurrent under-store requests of one worker.
+    pub ufs_concurrency: u32,
+    /// Most requests in flight on one client connection.
+    pub max_inflight_per_connection: u32,
+    /// Verify each page's CRC32C when serving it, not only when filling it.
+    pub verify_on_read: bool,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            eviction: EvictionKind::S3fifo,
+            metadata_ttl: Duration::from_secs(5),
+            metadata_entries: 100_000,
+            readahead: ByteSize::mib(8),
+            fill_request_max: ByteSize::mib(8),
+            ufs_concurrency: 64,
+            max_inflight_per_connection: 256,
+            verify_on_read: false,
+        }
+    }
+}
+
+/// Settings of clients.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSection {
+    /// A request to a worker that takes longer fails over to the next owner.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connecting (and the handshake) to a worker that takes longer fails over.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// After a failure, a worker is skipped for this long.
+    #[serde(with = "humantime_serde")]
+    pub worker_retry_after: Duration,
+    /// TCP connections per worker; requests spread over them.
+    pub connections_per_worker: u32,
+    /// Largest byte range one read request asks a worker for.
+    pub max_request_bytes: ByteSize,
+    /// Most read requests one read has in flight.
+    pub parallel_requests: u32,
+    /// Workers tried (in ring order) before reading the under-store directly.
+    pub max_worker_attempts: u32,
+    /// Read the under-store directly when no worker can serve.
+    pub ufs_fallback: bool,
+    /// Verify the CRC32C of whole pages received.
+    pub verify_checksums: bool,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        ClientSection {
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            worker_retry_after: Duration::from_secs(5),
+            connections_per_worker: 2,
+            max_request_bytes: ByteSize::mib(4),
+            parallel_requests: 8,
+            max_worker_attempts: 2,
+            ufs_fallback: true,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// The cluster config file, as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shared secret every connection's handshake must present.
+    pub token: String,
+    /// Unit of caching.
+    #[serde(default = "defaults::page_size")]
+    pub page_size: ByteSize,
+    /// Unit of placement: pages of one chunk of a file live on one worker.
+    #[serde(default = "defaults::chunk_size")]
+    pub chunk_size: ByteSize,
+    /// Points per worker on the placement ring.
+    #[serde(default = "defaults::virtual_nodes")]
+    pub virtual_nodes: u32,
+    /// The workers.
+    pub workers: Vec<WorkerEntry>,
+    /// The mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountEntry>,
+    /// S3 connection settings.
+    #[serde(default)]
+    pub s3: S3Section,
+    /// Worker settings.
+    #[serde(default)]
+    pub worker: WorkerSection,
+    /// Client settings.
+    #[serde(default)]
+    pub client: ClientSection,
+}
+
+mod defaults {
+    use bytesize::ByteSize;
+    pub fn memory_capacity() -> ByteSize {
+        ByteSize::gib(1)
+    }
+    pub fn page_size() -> ByteSize {
+        ByteSize::mib(1)
+    }
+    pub fn chunk_size() -> ByteSize {
+        ByteSize::mib(64)
+    }
+    pub fn virtual_nodes() -> u32 {
+        1024
+    }
+}
+
+impl ClusterConfig {
+    /// Read, parse and validate a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and what is wrong.
+    pub fn load(path: impl AsRef<Path>) -> Result<ClusterConfig, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.display().to_string(), source },
+            other => other,
+        })
+    }
+
+    /// Parse and validate config text.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        let config: ClusterConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: "<text>".into(), source: Box::new(e) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.token.is_empty() {
+            return invalid("`token` must not be empty".into());
+        }
+        let page = self.page_size.as_u64();
+        if !page.is_power_of_two() || !(4096..=(64 << 20)).contains(&page) {
+            return invalid(format!("`page_size` must be a power of two from 4 KiB to 64 MiB, not {page}"));
+        }
+        let chunk = self.chunk_size.as_u64();
+        if chunk < page || chunk % page != 0 {
+            return invalid(format!("`chunk_size` ({chunk}) must be a multiple of `page_size` ({page})"));
+        }
+        if self.virtual_nodes == 0 {
+            return invalid("`virtual_nodes` must be at least 1".into());
+        }
+        if self.workers.is_empty() {
+            return invalid("at least one [[workers]] entry is needed".into());
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            if w.id.is_empty() {
+                return invalid(format!("worker #{i} has an empty `id`"));
+            }
+            if self.workers[..i].iter().any(|o| o.id == w.id || o.addr == w.addr) {
+                return invalid(format!("worker `{}`: duplicate id or addr {}", w.id, w.addr));
+            }
+            if w.memory_capacity.as_u64() < page {
+                return invalid(format!("worker `{}`: `memory_capacity` is smaller than one page", w.id));
+            }
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
+                return invalid(format!("mount name `{}` must be non-empty, without `/`, not start with `.`", m.name));
+            }
+            if self.mounts[..i].iter().any(|o| o.name == m.name) {
+                return invalid(format!("duplicate mount `{}`", m.name));
+            }
+            if !(m.ufs.starts_with("s3://") || m.ufs.starts_with("file:///")) {
+                return invalid(format!("mount `{}`: `ufs` must be s3://bucket/prefix or file:///dir", m.name));
+            }
+        }
+        if self.client.connections_per_worker == 0 || self.client.parallel_requests == 0 {
+            return invalid("`client.connections_per_worker` and `client.parallel_requests` must be at least 1".into());
+        }
+        if self.client.max_request_bytes.as_u64() < page {
+            return invalid("`client.max_request_bytes` must be at least one page".into());
+        }
+        Ok(())
+    }
+
+    /// The worker with this id.
+    pub fn worker(&self, id: &str) -> Option<&WorkerEntry> {
+        self.workers.iter().find(|w| w.id == id)
+    }
+
+    /// The mount with this name.
+    pub fn mount(&self, name: &str) -> Option<&MountEntry> {
+        self.mounts.iter().find(|m| m.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        token = "t0ken"
+        [[workers]]
+        id = "w1"
+        addr = "127.0.0.1:7301"
+        [[mounts]]
+        name = "data"
+        ufs = "file:///tmp/x"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = ClusterConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.page_size, ByteSize::mib(1));
+        assert_eq!(c.chunk_size, ByteSize::mib(64));
+        assert_eq!(c.worker.eviction, EvictionKind::S3fifo);
+        assert_eq!(c.workers[0].memory_capacity, ByteSize::gib(1));
+        assert_eq!(c.mount("data").map(|m| m.ufs.as_str()), Some("file:///tmp/x"));
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_from_strings() {
+        let text = format!("{MINIMAL}\n[worker]\nmetadata_ttl = \"250ms\"\nreadahead = \"2 MiB\"\n");
+        let c = ClusterConfig::parse(&text).expect("valid");
+        assert_eq!(c.worker.metadata_ttl, Duration::from_millis(250));
+        assert_eq!(c.worker.readahead, ByteSize::mib(2));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        assert!(matches!(ClusterConfig::parse(&format!("{MINIMAL}\nbogus = 1\n")), Err(ConfigError::Parse { .. })));
+        let bad_page = MINIMAL.replace("token = \"t0ken\"", "token = \"t\"\npage_size = 3000");
+        assert!(matches!(ClusterConfig::parse(&bad_page), Err(ConfigError::Invalid(m)) if m.contains("page_size")));
+        let dup = format!("{MINIMAL}\n[[mounts]]\nname = \"data\"\nufs = \"file:///y\"\n");
+        assert!(matches!(ClusterConfig::parse(&dup), Err(ConfigError::Invalid(m)) if m.contains("duplicate mount")));
+        let no_token = MINIMAL.replace("t0ken", "");
+        assert!(matches!(ClusterConfig::parse(&no_token), Err(ConfigError::Invalid(_))));
+    }
+}

@@ -1,0 +1,73 @@
+//! hoard's transport layer: the wire protocol and the ways its frames travel.
+//!
+//! Workers and clients never link each other; they speak only through this crate. It holds
+//! - [`wire`]: the message types (rkyv-archived, validated on receipt), the stable [`wire::Status`]
+//!   codes and the frame format (header + archived message + raw payload);
+//! - [`Transport`]: the client side of a connection to one worker, and [`tcp`], its TCP
+//!   implementation on tokio together with the worker-side server loop;
+//! - [`cluster`]: the cluster configuration file that every process of a cluster reads.
+//!
+//! Shared memory and RDMA transports implement the same [`Transport`] trait (later issues).
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use hoard_transport::{Transport, tcp::{TcpTransport, ConnectOptions}, wire::{Request, StatRequest}};
+//! let conn = TcpTransport::connect("127.0.0.1:7301", ConnectOptions::new("secret-token")).await?;
+//! let reply = conn.call(Request::Stat(StatRequest { mount: "data".into(), path: "a.bin".into() }), Default::default()).await?;
+//! println!("{:?}", reply.message);
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//! - `testing`: nothing yet beyond what tests of this crate use; reserved for test doubles.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cluster;
+mod error;
+pub mod tcp;
+pub mod wire;
+
+use async_trait::async_trait;
+
+pub use error::{TransportError, TransportResult};
+pub use wire::{Payload, Reply};
+
+/// Which kind of transport a connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Framed messages over a TCP stream; works everywhere.
+    Tcp,
+}
+
+impl TransportKind {
+    /// Lower-case name, as used in metrics labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+        }
+    }
+}
+
+/// The client side of a connection to one worker: send a request, get its reply.
+///
+/// Many calls may be in flight on one transport at once; replies are matched to calls by request
+/// id. Implementations: [`tcp::TcpTransport`].
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// The kind of this transport.
+    fn kind(&self) -> TransportKind;
+
+    /// Send `request` (with an optional raw `payload`) and wait for its reply.
+    ///
+    /// A reply carrying [`wire::Response::Error`] is returned as `Ok`: it is the worker's answer.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection fails or closes before the reply arrives.
+    async fn call(&self, request: wire::Request, payload: Payload) -> TransportResult<Reply>;
+
+    /// Whether the connection is known to be dead (then every call fails at once).
+    fn is_closed(&self) -> bool;
+}

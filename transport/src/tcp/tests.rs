@@ -1,0 +1,119 @@
+//! TCP transport tests on loopback: real sockets, a toy handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::wire::{FileMeta, FrameLimits, Reply, Request, Response, StatRequest, Status};
+use crate::{Transport, TransportError};
+
+/// Answers Stat with a size equal to the path length, after a delay named in the path.
+struct Toy;
+
+impl Handler for Toy {
+    async fn handle(&self, request: Request, payload: Bytes) -> Reply {
+        match request {
+            Request::Stat(s) => {
+                let delay_ms: u64 = s.path.strip_prefix("sleep-").and_then(|d| d.parse().ok()).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                Reply::message(Response::Stat(FileMeta {
+                    path: s.path.clone(),
+                    size: s.path.len() as u64 + payload.len() as u64,
+                    version: "v".into(),
+                    mtime_ms: 0,
+                }))
+            }
+            _ => Reply::error(Status::Unsupported, "toy"),
+        }
+    }
+}
+
+async fn start() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = ServerConfig {
+        token: "sekrit".into(),
+        worker_id: "toy".into(),
+        page_size: 4096,
+        limits: FrameLimits::default(),
+        max_inflight_per_connection: 64,
+        handshake_timeout: Duration::from_secs(2),
+    };
+    tokio::spawn(serve(listener, Arc::new(Toy), config, std::future::pending()));
+    addr
+}
+
+fn stat(path: &str) -> Request {
+    Request::Stat(StatRequest { mount: "m".into(), path: path.into() })
+}
+
+#[tokio::test]
+async fn handshake_and_many_requests_in_flight_out_of_order() {
+    let addr = start().await;
+    let conn = Arc::new(TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect"));
+    assert_eq!(conn.worker_id(), "toy");
+    assert_eq!(conn.page_size(), 4096);
+    // The slow request goes first; the fast ones must not wait for it.
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.call(stat("sleep-300"), Default::default()).await })
+    };
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        let path = format!("fast-{i}");
+        let reply = conn.call(stat(&path), crate::Payload::single(Bytes::from_static(b"xyz"))).await.expect("reply");
+        match reply.message {
+            Response::Stat(m) => assert_eq!(m.size, path.len() as u64 + 3),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(!slow.is_finished() || started.elapsed() >= Duration::from_millis(300));
+    let reply = slow.await.expect("join").expect("slow reply");
+    assert!(matches!(reply.message, Response::Stat(m) if m.path == "sleep-300"));
+}
+
+#[tokio::test]
+async fn wrong_token_is_refused() {
+    let addr = start().await;
+    let err = TcpTransport::connect(addr, ConnectOptions::new("guess")).await.expect_err("must be refused");
+    assert!(matches!(err, TransportError::Refused { status: Status::AuthFailed, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn garbage_closes_only_that_connection() {
+    let addr = start().await;
+    let good = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
+    // A second client handshakes, then sends random bytes.
+    let bad = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
+    let mut raw = tokio::net::TcpStream::connect(addr).await.expect("raw connect");
+    raw.write_all(&[0x5a; 4096]).await.expect("write garbage");
+    drop(bad);
+    for i in 0..10 {
+        let reply = good.call(stat(&format!("k{i}")), Default::default()).await.expect("good connection still served");
+        assert!(matches!(reply.message, Response::Stat(_)));
+    }
+    // The garbage connection was closed by the worker.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut raw, &mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "worker must close a connection that sent garbage");
+}
+
+#[tokio::test]
+async fn dropped_call_does_not_leak_or_confuse_replies() {
+    let addr = start().await;
+    let conn = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
+    let timed_out = tokio::time::timeout(Duration::from_millis(20), conn.call(stat("sleep-200"), Default::default())).await;
+    assert!(timed_out.is_err());
+    let reply = conn.call(stat("after"), Default::default()).await.expect("reply");
+    assert!(matches!(reply.message, Response::Stat(m) if m.path == "after"));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let reply = conn.call(stat("later"), Default::default()).await.expect("reply");
+    assert!(matches!(reply.message, Response::Stat(m) if m.path == "later"));
+}

@@ -1,0 +1,277 @@
+//! The messages of the protocol. Their rkyv layout is the wire format: changing a field's type
+//! or order is a protocol version bump.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// A file of a mount at one version: the key its cached pages live under.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Mount name.
+    pub mount: String,
+    /// Path within the mount (object key, no leading `/`).
+    pub path: String,
+    /// Version tag from the under-store (ETag, or size-mtime).
+    pub version: String,
+}
+
+/// The first frame of every connection: who we are, and the cluster's token.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The client's protocol version.
+    pub protocol_version: u16,
+    /// The cluster's shared secret.
+    pub token: String,
+    /// A name for logs.
+    pub client_name: String,
+}
+
+/// Stat one file.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StatRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Path within the mount.
+    pub path: String,
+}
+
+/// List one page of a directory or prefix.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Key prefix.
+    pub prefix: String,
+    /// Group by this delimiter (usually `/`).
+    pub delimiter: Option<String>,
+    /// Continue after a previous page.
+    pub continuation: Option<String>,
+    /// Most entries in the page (0: the worker's default).
+    pub max_keys: u32,
+}
+
+/// Read bytes `[offset, offset + len)` of a file version. The bytes come back as the payload.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The file and the version the client expects.
+    pub file: FileKey,
+    /// The file's size at that version (from the client's stat).
+    pub file_size: u64,
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes.
+    pub len: u64,
+}
+
+/// A request from a client to a worker.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Handshake.
+    Hello(Hello),
+    /// Stat a file.
+    Stat(StatRequest),
+    /// List a prefix.
+    List(ListRequest),
+    /// Read a byte range.
+    Read(ReadRequest),
+    /// The worker's health and cache statistics.
+    Status,
+}
+
+/// Answer to [`Hello`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HelloReply {
+    /// The worker's protocol version.
+    pub protocol_version: u16,
+    /// The worker's id from the cluster config.
+    pub worker_id: String,
+    /// The page size the worker caches with.
+    pub page_size: u64,
+}
+
+/// Metadata of one file.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Path within the mount.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Version tag.
+    pub version: String,
+    /// Modification time, milliseconds since the Unix epoch (0 if unknown).
+    pub mtime_ms: u64,
+}
+
+/// One entry of a listing.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ListEntry {
+    /// A file.
+    File(FileMeta),
+    /// A common prefix ("directory"), ending with the delimiter.
+    Prefix(String),
+}
+
+/// One page of a listing.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListReply {
+    /// Entries in key order.
+    pub entries: Vec<ListEntry>,
+    /// Token for the next page, if any.
+    pub next_continuation: Option<String>,
+}
+
+/// The CRC32C of one whole page, for the pages a read covers entirely.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCrc {
+    /// Page index within the file.
+    pub index: u64,
+    /// CRC32C (Castagnoli) of the page's bytes.
+    pub crc32c: u32,
+}
+
+/// Answer to [`ReadRequest`]; the bytes follow as the payload.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReadReply {
+    /// First byte of the payload within the file.
+    pub offset: u64,
+    /// Payload length (shorter than asked at the end of the file).
+    pub len: u64,
+    /// The worker's page size.
+    pub page_size: u64,
+    /// Checksums of the pages that lie wholly inside the payload, so the client can verify them.
+    pub pages: Vec<PageCrc>,
+    /// How many of the pages were cache hits (for the client's statistics).
+    pub hit_pages: u32,
+}
+
+/// A worker's health and statistics.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkerStatus {
+    /// The worker's id.
+    pub worker_id: String,
+    /// Seconds since the worker started.
+    pub uptime_s: u64,
+    /// Memory tier capacity in bytes.
+    pub capacity_bytes: u64,
+    /// Bytes of cached pages.
+    pub used_bytes: u64,
+    /// Cached pages.
+    pub pages: u64,
+    /// Page reads served from the cache.
+    pub hits: u64,
+    /// Page reads that had to go to the under-store.
+    pub misses: u64,
+    /// Pages evicted.
+    pub evictions: u64,
+    /// Bytes sent to clients.
+    pub bytes_served: u64,
+    /// Requests made to the under-store.
+    pub ufs_requests: u64,
+}
+
+/// An error answer.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// A [`Status`](super::Status) code.
+    pub status: u16,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+/// A worker's answer to a [`Request`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Handshake accepted.
+    Hello(HelloReply),
+    /// File metadata.
+    Stat(FileMeta),
+    /// A listing page.
+    List(ListReply),
+    /// Read result; bytes in the payload.
+    Read(ReadReply),
+    /// Worker status.
+    Status(WorkerStatus),
+    /// The request failed.
+    Error(ErrorReply),
+}
+
+/// The message kind in a frame header. The numbers are stable: never renumber or reuse one.
+#[repr(u16)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// [`Request::Hello`].
+    Hello = 1,
+    /// [`Response::Hello`].
+    HelloReply = 2,
+    /// [`Request::Stat`].
+    Stat = 10,
+    /// [`Response::Stat`].
+    StatReply = 11,
+    /// [`Request::List`].
+    List = 12,
+    /// [`Response::List`].
+    ListReply = 13,
+    /// [`Request::Read`].
+    Read = 20,
+    /// [`Response::Read`].
+    ReadReply = 21,
+    /// [`Request::Status`].
+    Status = 30,
+    /// [`Response::Status`].
+    StatusReply = 31,
+    /// [`Response::Error`].
+    Error = 99,
+}
+
+impl Request {
+    /// The header kind of this request.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Request::Hello(_) => MessageKind::Hello,
+            Request::Stat(_) => MessageKind::Stat,
+            Request::List(_) => MessageKind::List,
+            Request::Read(_) => MessageKind::Read,
+            Request::Status => MessageKind::Status,
+        }
+    }
+}
+
+impl ArchivedRequest {
+    /// The header kind of this archived request.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            ArchivedRequest::Hello(_) => MessageKind::Hello,
+            ArchivedRequest::Stat(_) => MessageKind::Stat,
+            ArchivedRequest::List(_) => MessageKind::List,
+            ArchivedRequest::Read(_) => MessageKind::Read,
+            ArchivedRequest::Status => MessageKind::Status,
+        }
+    }
+}
+
+impl Response {
+    /// The header kind of this response.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Response::Hello(_) => MessageKind::HelloReply,
+            Response::Stat(_) => MessageKind::StatReply,
+            Response::List(_) => MessageKind::ListReply,
+            Response::Read(_) => MessageKind::ReadReply,
+            Response::Status(_) => MessageKind::StatusReply,
+            Response::Error(_) => MessageKind::Error,
+        }
+    }
+}
+
+impl ArchivedResponse {
+    /// The header kind of this archived response.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            ArchivedResponse::Hello(_) => MessageKind::HelloReply,
+            ArchivedResponse::Stat(_) => MessageKind::StatReply,
+            ArchivedResponse::List(_) => MessageKind::ListReply,
+            ArchivedResponse::Read(_) => MessageKind::ReadReply,
+            ArchivedResponse::Status(_) => MessageKind::StatusReply,
+            ArchivedResponse::Error(_) => MessageKind::Error,
+        }
+    }
+}
