@@ -15,7 +15,7 @@ pub use frame::{
     decode_response, encode_message, read_frame,
 };
 pub use message::{
-    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, MessageKind, PageCrc,
+    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MessageKind, PageCrc,
     ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
 };
 pub use status::Status;

@@ -75,6 +75,8 @@ pub enum Request {
     Read(ReadRequest),
     /// The worker's health and cache statistics.
     Status,
+    /// Fill a byte range into the cache without sending it back (preloading).
+    Load(ReadRequest),
 }
 
 /// Answer to [`Hello`].
@@ -143,6 +145,17 @@ pub struct ReadReply {
     pub hit_pages: u32,
 }
 
+/// Answer to [`Request::Load`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadReply {
+    /// Bytes of the range now cached.
+    pub bytes: u64,
+    /// Pages of the range.
+    pub pages: u64,
+    /// Of them, pages that were already cached.
+    pub hit_pages: u64,
+}
+
 /// A worker's health and statistics.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkerStatus {
@@ -190,6 +203,8 @@ pub enum Response {
     Read(ReadReply),
     /// Worker status.
     Status(WorkerStatus),
+    /// A load finished.
+    Loaded(LoadReply),
     /// The request failed.
     Error(ErrorReply),
 }
@@ -218,6 +233,10 @@ pub enum MessageKind {
     Status = 30,
     /// [`Response::Status`].
     StatusReply = 31,
+    /// [`Request::Load`].
+    Load = 40,
+    /// [`Response::Loaded`].
+    LoadReply = 41,
     /// [`Response::Error`].
     Error = 99,
 }
@@ -231,6 +250,7 @@ impl Request {
             Request::List(_) => MessageKind::List,
             Request::Read(_) => MessageKind::Read,
             Request::Status => MessageKind::Status,
+            Request::Load(_) => MessageKind::Load,
         }
     }
 }
@@ -244,6 +264,7 @@ impl ArchivedRequest {
             ArchivedRequest::List(_) => MessageKind::List,
             ArchivedRequest::Read(_) => MessageKind::Read,
             ArchivedRequest::Status => MessageKind::Status,
+            ArchivedRequest::Load(_) => MessageKind::Load,
         }
     }
 }
@@ -257,6 +278,7 @@ impl Response {
             Response::List(_) => MessageKind::ListReply,
             Response::Read(_) => MessageKind::ReadReply,
             Response::Status(_) => MessageKind::StatusReply,
+            Response::Loaded(_) => MessageKind::LoadReply,
             Response::Error(_) => MessageKind::Error,
         }
     }
@@ -271,6 +293,7 @@ impl ArchivedResponse {
             ArchivedResponse::List(_) => MessageKind::ListReply,
             ArchivedResponse::Read(_) => MessageKind::ReadReply,
             ArchivedResponse::Status(_) => MessageKind::StatusReply,
+            ArchivedResponse::Loaded(_) => MessageKind::LoadReply,
             ArchivedResponse::Error(_) => MessageKind::Error,
         }
     }

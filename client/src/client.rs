@@ -1,0 +1,408 @@
+//! The client: stat, list, read and load through the cache, with failover.
+//!
+//! Every request goes to the ring owner of its key: a path's metadata owner for stat and list,
+//! the owner of (file, chunk) for reads. A worker that fails or misses the deadline is skipped
+//! for the next owner on the ring; when `max_worker_attempts` workers have failed, the client
+//! reads the under-store itself. A read therefore never fails because a cache worker died.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use hoard_transport::cluster::{ClusterConfig, MountEntry};
+use hoard_transport::tcp::ConnectOptions;
+use hoard_transport::wire::{
+    FileKey, FileMeta, ListEntry, ListReply, ListRequest, ReadRequest, Reply, Request, Response,
+    StatRequest, Status, WorkerStatus,
+};
+use hoard_ufs::{S3Config, UfsError, UnderStore};
+
+use crate::error::{ClientError, ClientResult};
+use crate::membership::{ConnectPolicy, WorkerHandle};
+use crate::path::HoardPath;
+use crate::ring::{Ring, chunk_key, meta_key};
+
+mod load;
+mod plan;
+
+pub use load::{LoadProgress, LoadSummary};
+
+/// A worker's answer, or why none of the candidates answered.
+type OwnerResult = Result<Reply, String>;
+
+/// How a piece of a read failed.
+#[derive(Debug)]
+enum PieceError {
+    /// The file changed since it was stat'ed.
+    Stale,
+    /// Anything else.
+    Fatal(ClientError),
+}
+
+impl From<ClientError> for PieceError {
+    fn from(e: ClientError) -> Self {
+        PieceError::Fatal(e)
+    }
+}
+
+/// A handle to a hoard cluster. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClusterConfig,
+    ring: Ring,
+    workers: Vec<WorkerHandle>,
+    policy: ConnectPolicy,
+    ufs: tokio::sync::Mutex<HashMap<String, Arc<dyn UnderStore>>>,
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    config: Option<ClusterConfig>,
+    client_name: Option<String>,
+}
+
+impl ClientBuilder {
+    /// Use this cluster config.
+    pub fn cluster(mut self, config: ClusterConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Name this client in the workers' logs.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// The client. No connection is opened until the first request.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when no cluster config was given.
+    pub fn build(self) -> ClientResult<Client> {
+        let config = self
+            .config
+            .ok_or(ClientError::Config(hoard_transport::cluster::ConfigError::Invalid("no cluster config".into())))?;
+        let ids: Vec<&str> = config.workers.iter().map(|w| w.id.as_str()).collect();
+        let ring = Ring::new(&ids, config.virtual_nodes);
+        let conns = config.client.connections_per_worker as usize;
+        let workers = config.workers.iter().map(|w| WorkerHandle::new(w.clone(), conns)).collect();
+        let mut options = ConnectOptions::new(config.token.clone());
+        options.connect_timeout = config.client.connect_timeout;
+        if let Some(name) = self.client_name {
+            options.client_name = name;
+        }
+        let policy = ConnectPolicy {
+            options,
+            request_timeout: config.client.request_timeout,
+            retry_after: config.client.worker_retry_after,
+        };
+        let ufs = tokio::sync::Mutex::new(HashMap::new());
+        Ok(Client { inner: Arc::new(Inner { config, ring, workers, policy, ufs }) })
+    }
+}
+
+impl Client {
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client of the cluster described by a config file.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] when the file cannot be read or is invalid.
+    pub fn from_config_file(path: impl AsRef<Path>) -> ClientResult<Client> {
+        Client::builder().cluster(ClusterConfig::load(path)?).build()
+    }
+
+    /// The cluster config.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The cluster's mounts.
+    pub fn mounts(&self) -> &[MountEntry] {
+        &self.inner.config.mounts
+    }
+
+    /// Size and version of a file.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`], [`ClientError::InvalidPath`], [`ClientError::NoSuchMount`], and
+    /// [`ClientError::Unavailable`] when neither workers nor the under-store answer.
+    pub async fn stat(&self, path: &str) -> ClientResult<FileMeta> {
+        self.stat_path(&HoardPath::parse(path)?).await
+    }
+
+    async fn stat_path(&self, p: &HoardPath) -> ClientResult<FileMeta> {
+        self.check_mount(&p.mount)?;
+        if p.key.is_empty() || p.key.ends_with('/') {
+            return Err(ClientError::NotFound { path: p.to_string() });
+        }
+        let req = Request::Stat(StatRequest { mount: p.mount.clone(), path: p.key.clone() });
+        match self.call_owners(meta_key(&p.mount, &p.key), req, |_| Ok(())).await {
+            Ok(Reply { message: Response::Stat(meta), .. }) => Ok(meta),
+            Ok(reply) => Err(self.reply_error(p, reply)),
+            Err(_) => self.stat_ufs(p).await,
+        }
+    }
+
+    /// Stat straight from the under-store, bypassing the workers' metadata caches.
+    async fn stat_ufs(&self, p: &HoardPath) -> ClientResult<FileMeta> {
+        let ufs = self.ufs(&p.mount).await?;
+        match ufs.stat(&p.key).await {
+            Ok(o) => Ok(file_meta(o)),
+            Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path: p.to_string() }),
+            Err(e) => Err(ClientError::Unavailable { path: p.to_string(), source: Box::new(e) }),
+        }
+    }
+
+    /// One page of the entries under a directory (`/MOUNT/dir`), grouped by `/`, or of every
+    /// key under a prefix when `recursive`.
+    ///
+    /// # Errors
+    /// As [`Client::stat`].
+    pub async fn list_page(
+        &self,
+        path: &str,
+        recursive: bool,
+        continuation: Option<String>,
+        max_keys: u32,
+    ) -> ClientResult<ListReply> {
+        let p = HoardPath::parse(path)?;
+        self.check_mount(&p.mount)?;
+        let prefix = p.dir_prefix();
+        let delimiter = (!recursive).then(|| "/".to_owned());
+        let req = ListRequest { mount: p.mount.clone(), prefix: prefix.clone(), delimiter, continuation, max_keys };
+        match self.call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()), |_| Ok(())).await {
+            Ok(Reply { message: Response::List(list), .. }) => Ok(list),
+            Ok(reply) => Err(self.reply_error(&p, reply)),
+            Err(_) => self.list_ufs(&p, req).await,
+        }
+    }
+
+    async fn list_ufs(&self, p: &HoardPath, req: ListRequest) -> ClientResult<ListReply> {
+        let ufs = self.ufs(&p.mount).await?;
+        let ufs_req = hoard_ufs::ListRequest {
+            prefix: req.prefix,
+            delimiter: req.delimiter,
+            continuation: req.continuation,
+            max_keys: req.max_keys,
+        };
+        let page = ufs.list(&ufs_req).await.map_err(|e| ClientError::Unavailable { path: p.to_string(), source: Box::new(e) })?;
+        let mut entries: Vec<ListEntry> = page.objects.into_iter().map(|o| ListEntry::File(file_meta(o))).collect();
+        entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
+        Ok(ListReply { entries, next_continuation: page.next_continuation })
+    }
+
+    /// Every entry under a directory (all pages).
+    ///
+    /// # Errors
+    /// As [`Client::list_page`].
+    pub async fn list(&self, path: &str, recursive: bool) -> ClientResult<Vec<ListEntry>> {
+        let mut entries = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = self.list_page(path, recursive, continuation, 1000).await?;
+            entries.extend(page.entries);
+            match page.next_continuation {
+                Some(token) => continuation = Some(token),
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// Bytes `[offset, offset + len)` of a file (fewer at its end).
+    ///
+    /// # Errors
+    /// As [`Client::stat`]; [`ClientError::Unstable`] when the file keeps changing under the read.
+    pub async fn read(&self, path: &str, offset: u64, len: u64) -> ClientResult<Bytes> {
+        let p = HoardPath::parse(path)?;
+        let mut meta = self.stat_path(&p).await?;
+        for _ in 0..3 {
+            match self.read_version(&p, &meta, offset, len).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(PieceError::Fatal(e)) => return Err(e),
+                // The workers' metadata may still hold the old version: ask the under-store.
+                Err(PieceError::Stale) => meta = self.stat_ufs(&p).await?,
+            }
+        }
+        Err(ClientError::Unstable { path: p.to_string() })
+    }
+
+    /// The whole file.
+    ///
+    /// # Errors
+    /// As [`Client::read`].
+    pub async fn read_all(&self, path: &str) -> ClientResult<Bytes> {
+        self.read(path, 0, u64::MAX).await
+    }
+
+    /// Read a range of a file version known from [`Client::stat`], split over chunks and workers
+    /// and fetched in parallel.
+    async fn read_version(&self, p: &HoardPath, meta: &FileMeta, offset: u64, len: u64) -> Result<Bytes, PieceError> {
+        let end = offset.saturating_add(len).min(meta.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let file = FileKey { mount: p.mount.clone(), path: p.key.clone(), version: meta.version.clone() };
+        let cfg = &self.inner.config;
+        let pieces = plan::split(offset, end, cfg.chunk_size.as_u64(), cfg.client.max_request_bytes.as_u64());
+        let parallel = cfg.client.parallel_requests as usize;
+        let parts: Vec<Bytes> = futures::stream::iter(pieces)
+            .map(|(off, n)| self.read_piece(&file, meta.size, off, n))
+            .buffered(parallel)
+            .try_collect()
+            .await?;
+        if parts.len() == 1 {
+            return Ok(parts.into_iter().next().expect("one part"));
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+        Ok(out.freeze())
+    }
+
+    /// One piece of a read, inside one chunk: from its owners, else from the under-store.
+    async fn read_piece(&self, file: &FileKey, size: u64, offset: u64, len: u64) -> Result<Bytes, PieceError> {
+        let chunk = offset / self.inner.config.chunk_size.as_u64();
+        let req = Request::Read(ReadRequest { file: file.clone(), file_size: size, offset, len });
+        let verify = self.inner.config.client.verify_checksums;
+        let check = |reply: &Reply| match &reply.message {
+            Response::Read(r) => plan::check_read(r, &reply.payload, offset, len, size, verify),
+            _ => Ok(()),
+        };
+        match self.call_owners(chunk_key(&file.mount, &file.path, chunk), req, check).await {
+            Ok(Reply { message: Response::Read(_), payload }) => Ok(payload.into_contiguous()),
+            Ok(Reply { message: Response::Error(e), .. }) if e.status == Status::StaleVersion as u16 => {
+                Err(PieceError::Stale)
+            }
+            Ok(reply) => {
+                let p = HoardPath { mount: file.mount.clone(), key: file.path.clone() };
+                Err(PieceError::Fatal(self.reply_error(&p, reply)))
+            }
+            Err(last) => self.read_piece_ufs(file, offset, len, last).await,
+        }
+    }
+
+    async fn read_piece_ufs(&self, file: &FileKey, offset: u64, len: u64, last: String) -> Result<Bytes, PieceError> {
+        let path = format!("/{}/{}", file.mount, file.path);
+        if !self.inner.config.client.ufs_fallback {
+            return Err(ClientError::Unavailable { path, source: last.into() }.into());
+        }
+        tracing::debug!(%path, offset, len, "reading the under-store directly: {last}");
+        let ufs = self.ufs(&file.mount).await?;
+        match ufs.read_range(&file.path, offset..offset + len, Some(&file.version)).await {
+            Ok(bytes) => Ok(bytes),
+            Err(UfsError::VersionMismatch { .. }) => Err(PieceError::Stale),
+            Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path }.into()),
+            Err(e) => Err(ClientError::Unavailable { path, source: Box::new(e) }.into()),
+        }
+    }
+
+    /// Send a request to the owners of `key` in ring order (skipping workers that failed
+    /// recently) until one gives an answer that is not worth retrying elsewhere. `check` vets a
+    /// successful reply (length, checksums); a reply it rejects counts as that worker failing.
+    async fn call_owners(
+        &self,
+        key: u64,
+        request: Request,
+        check: impl Fn(&Reply) -> Result<(), String>,
+    ) -> OwnerResult {
+        let inner = &self.inner;
+        let attempts = inner.config.client.max_worker_attempts as usize;
+        let candidates = inner.ring.owners(key).map(|i| &inner.workers[i]).filter(|w| !w.is_avoided()).take(attempts);
+        let mut last = "no worker available".to_owned();
+        for worker in candidates {
+            match worker.call(&inner.policy, request.clone()).await {
+                Ok(reply) => match &reply.message {
+                    Response::Error(e) if Status::from_u16(e.status).is_retryable_elsewhere() => {
+                        last = format!("worker {}: {:?}: {}", worker.entry.id, Status::from_u16(e.status), e.message);
+                    }
+                    _ => match check(&reply) {
+                        Ok(()) => return Ok(reply),
+                        Err(why) => {
+                            tracing::warn!(worker = %worker.entry.id, "bad reply, trying the next worker: {why}");
+                            worker.avoid(inner.policy.retry_after);
+                            last = format!("worker {}: {why}", worker.entry.id);
+                        }
+                    },
+                },
+                Err(e) => last = format!("worker {}: {e}", worker.entry.id),
+            }
+        }
+        Err(last)
+    }
+
+    /// Turn a worker's unexpected or error reply into a client error.
+    fn reply_error(&self, p: &HoardPath, reply: Reply) -> ClientError {
+        match reply.message {
+            Response::Error(e) if e.status == Status::NotFound as u16 => ClientError::NotFound { path: p.to_string() },
+            Response::Error(e) => {
+                ClientError::Worker { worker: String::new(), status: Status::from_u16(e.status), message: e.message }
+            }
+            other => ClientError::Worker {
+                worker: String::new(),
+                status: Status::Internal,
+                message: format!("unexpected reply {:?}", other.kind()),
+            },
+        }
+    }
+
+    fn check_mount(&self, mount: &str) -> ClientResult<()> {
+        match self.inner.config.mount(mount) {
+            Some(_) => Ok(()),
+            None => Err(ClientError::NoSuchMount { mount: mount.to_owned() }),
+        }
+    }
+
+    /// The under-store of a mount, opened on first use.
+    async fn ufs(&self, mount: &str) -> ClientResult<Arc<dyn UnderStore>> {
+        let mut opened = self.inner.ufs.lock().await;
+        if let Some(ufs) = opened.get(mount) {
+            return Ok(ufs.clone());
+        }
+        let entry = self.inner.config.mount(mount).ok_or_else(|| ClientError::NoSuchMount { mount: mount.into() })?;
+        let s3 = &self.inner.config.s3;
+        let s3 = S3Config {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            path_style: s3.path_style,
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: s3.secret_access_key.clone(),
+        };
+        let ufs = hoard_ufs::open_uri(&entry.ufs, &s3).await?;
+        opened.insert(mount.to_owned(), ufs.clone());
+        Ok(ufs)
+    }
+
+    /// Every worker's status, in config order (`Err` for a worker that does not answer).
+    pub async fn cluster_status(&self) -> Vec<(String, Result<WorkerStatus, String>)> {
+        let inner = &self.inner;
+        let asks = inner.workers.iter().map(|w| async move {
+            let status = match w.call(&inner.policy, Request::Status).await {
+                Ok(Reply { message: Response::Status(s), .. }) => Ok(s),
+                Ok(other) => Err(format!("unexpected reply {:?}", other.message.kind())),
+                Err(e) => Err(e.to_string()),
+            };
+            (w.entry.id.clone(), status)
+        });
+        futures::future::join_all(asks).await
+    }
+}
+
+fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
+    let mtime_ms =
+        o.mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
+    FileMeta { path: o.path, size: o.size, version: o.version, mtime_ms }
+}
+

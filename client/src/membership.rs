@@ -1,0 +1,90 @@
+//! The cluster's workers as the client sees them: connections, and which ones to avoid.
+//!
+//! Membership is the static list of the cluster config. Each worker has a small pool of
+//! connections opened on first use; a worker that fails a request is avoided for
+//! `worker_retry_after`, then tried again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hoard_transport::cluster::WorkerEntry;
+use hoard_transport::tcp::{ConnectOptions, TcpTransport};
+use hoard_transport::wire::{Payload, Reply, Request};
+use hoard_transport::{Transport, TransportError, TransportResult};
+use parking_lot::Mutex;
+
+/// One worker and its connections.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// The worker's config entry.
+    pub entry: WorkerEntry,
+    connections: Vec<tokio::sync::Mutex<Option<Arc<TcpTransport>>>>,
+    next: AtomicUsize,
+    avoid_until: Mutex<Option<Instant>>,
+}
+
+/// How to connect and when to give up.
+#[derive(Debug, Clone)]
+pub struct ConnectPolicy {
+    /// Handshake options (token, limits, connect timeout).
+    pub options: ConnectOptions,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// How long a failed worker is avoided.
+    pub retry_after: Duration,
+}
+
+impl WorkerHandle {
+    /// A handle with `connections` connection slots.
+    pub fn new(entry: WorkerEntry, connections: usize) -> Self {
+        WorkerHandle {
+            entry,
+            connections: (0..connections.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            avoid_until: Mutex::new(None),
+        }
+    }
+
+    /// Whether the worker failed recently and should be skipped.
+    pub fn is_avoided(&self) -> bool {
+        self.avoid_until.lock().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Mark the worker as failed for `for_how_long`.
+    pub fn avoid(&self, for_how_long: Duration) {
+        *self.avoid_until.lock() = Some(Instant::now() + for_how_long);
+    }
+
+    async fn connection(&self, policy: &ConnectPolicy) -> TransportResult<Arc<TcpTransport>> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let mut guard = self.connections[slot].lock().await;
+        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(TcpTransport::connect(self.entry.addr, policy.options.clone()).await?);
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Send one request with the policy's deadline. On a transport failure or timeout the worker
+    /// is avoided for a while.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the worker cannot be reached or does not answer in time.
+    pub async fn call(&self, policy: &ConnectPolicy, request: Request) -> TransportResult<Reply> {
+        let attempt = async {
+            let conn = self.connection(policy).await?;
+            conn.call(request, Payload::default()).await
+        };
+        let result = match tokio::time::timeout(policy.request_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(policy.request_timeout)),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(worker = %self.entry.id, "worker failed, trying the next one: {e}");
+            self.avoid(policy.retry_after);
+        }
+        result
+    }
+}

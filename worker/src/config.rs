@@ -1,0 +1,109 @@
+//! The worker's typed configuration, derived from the cluster config and the worker's id.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hoard_transport::cluster::{ClusterConfig, EvictionKind, MountEntry, S3Section, WorkerSection};
+use hoard_ufs::S3Config;
+
+/// Everything one worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's id.
+    pub id: String,
+    /// RPC address to listen on.
+    pub listen: SocketAddr,
+    /// Prometheus metrics address.
+    pub metrics: Option<SocketAddr>,
+    /// The cluster's shared secret.
+    pub token: String,
+    /// Page size in bytes.
+    pub page_size: u64,
+    /// Chunk size in bytes (read-ahead stays inside the chunk this worker owns).
+    pub chunk_size: u64,
+    /// Memory tier capacity in bytes.
+    pub memory_capacity_bytes: u64,
+    /// Eviction policy.
+    pub eviction: EvictionKind,
+    /// Metadata cache time-to-live.
+    pub metadata_ttl: Duration,
+    /// Most metadata cache entries.
+    pub metadata_entries: usize,
+    /// Read-ahead window in bytes (0 disables).
+    pub readahead_bytes: u64,
+    /// Largest under-store GET when filling.
+    pub fill_request_max_bytes: u64,
+    /// Most concurrent under-store requests.
+    pub ufs_concurrency: usize,
+    /// Most requests in flight per connection.
+    pub max_inflight_per_connection: usize,
+    /// Verify page checksums when serving.
+    pub verify_on_read: bool,
+    /// The mounts.
+    pub mounts: Vec<MountEntry>,
+    /// S3 settings for `s3://` mounts.
+    pub s3: S3Config,
+}
+
+impl WorkerConfig {
+    /// The config of worker `id` of a cluster.
+    ///
+    /// # Errors
+    /// When the cluster has no worker of that id.
+    pub fn from_cluster(cluster: &ClusterConfig, id: &str) -> anyhow::Result<WorkerConfig> {
+        // Destructure everything, so that a new config field cannot be forgotten here.
+        let ClusterConfig {
+            token,
+            page_size,
+            chunk_size,
+            virtual_nodes: _,
+            workers,
+            mounts,
+            s3,
+            worker,
+            client: _,
+        } = cluster;
+        let Some(me) = workers.iter().find(|w| w.id == id) else {
+            let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+            bail!("no worker `{id}` in the cluster config (workers: {})", ids.join(", "));
+        };
+        let WorkerSection {
+            eviction,
+            metadata_ttl,
+            metadata_entries,
+            readahead,
+            fill_request_max,
+            ufs_concurrency,
+            max_inflight_per_connection,
+            verify_on_read,
+        } = worker;
+        let S3Section { endpoint, region, path_style, access_key_id, secret_access_key } = s3;
+        let fill_request_max_bytes = fill_request_max.as_u64().max(page_size.as_u64());
+        Ok(WorkerConfig {
+            id: me.id.clone(),
+            listen: me.addr,
+            metrics: me.metrics,
+            token: token.clone(),
+            page_size: page_size.as_u64(),
+            chunk_size: chunk_size.as_u64(),
+            memory_capacity_bytes: me.memory_capacity.as_u64(),
+            eviction: *eviction,
+            metadata_ttl: *metadata_ttl,
+            metadata_entries: usize::try_from(*metadata_entries).context("metadata_entries")?,
+            readahead_bytes: readahead.as_u64(),
+            fill_request_max_bytes,
+            ufs_concurrency: (*ufs_concurrency).max(1) as usize,
+            max_inflight_per_connection: (*max_inflight_per_connection).max(1) as usize,
+            verify_on_read: *verify_on_read,
+            mounts: mounts.clone(),
+            s3: S3Config {
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                path_style: *path_style,
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,37 @@
+//! Names of the worker's metrics, in one place. Shape: `subsystem.name_unit`; the Prometheus
+//! exporter turns dots into underscores (`worker_page_hits`). Documented in `docs/metrics.md`.
+//!
+//! Stability: all names here are **stable** (dashboards depend on them) unless marked otherwise.
+
+/// Counter: page lookups served from the cache.
+pub const PAGE_HITS: &str = "worker.page_hits";
+/// Counter: page lookups that had to be filled from the under-store.
+pub const PAGE_MISSES: &str = "worker.page_misses";
+/// Counter: pages evicted.
+pub const EVICTIONS: &str = "worker.evictions";
+/// Gauge: bytes of cached pages.
+pub const CACHED_BYTES: &str = "worker.cached_bytes";
+/// Gauge: cached pages.
+pub const CACHED_PAGES: &str = "worker.cached_pages";
+/// Gauge: page capacity of the memory tier in bytes.
+pub const CAPACITY_BYTES: &str = "worker.capacity_bytes";
+/// Counter, label `transport`: bytes of page data sent to clients.
+pub const BYTES_SERVED: &str = "worker.bytes_served";
+/// Counter, label `kind`: requests handled.
+pub const REQUESTS: &str = "worker.requests";
+/// Counter, label `status`: requests answered with an error.
+pub const REQUEST_ERRORS: &str = "worker.request_errors";
+/// Histogram, label `kind`: request handling time in microseconds.
+pub const REQUEST_LATENCY_US: &str = "worker.request_latency_us";
+/// Counter, label `op`: requests made to the under-store.
+pub const UFS_REQUESTS: &str = "worker.ufs_requests";
+/// Counter, label `op`: under-store requests that failed.
+pub const UFS_ERRORS: &str = "worker.ufs_errors";
+/// Histogram, label `op`: under-store request latency in microseconds.
+pub const UFS_LATENCY_US: &str = "worker.ufs_latency_us";
+/// Counter: bytes read from the under-store.
+pub const UFS_BYTES: &str = "worker.ufs_bytes";
+/// Counter: pages fetched ahead of a sequential reader.
+pub const READAHEAD_PAGES: &str = "worker.readahead_pages";
+/// Counter: pages whose checksum did not match when verified.
+pub const CHECKSUM_FAILURES: &str = "worker.checksum_failures";

@@ -1,0 +1,279 @@
+//! The worker's RPC service: answers stat, list, read and status requests.
+//!
+//! Everything here is per request and shares nothing with other connections but the caches, so
+//! a failing request (missing object, unreachable under-store) is answered with an error reply
+//! and harms no one else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hoard_transport::tcp::Handler;
+use hoard_transport::wire::{
+    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, PageCrc, Payload, ReadReply, ReadRequest, Reply, Request, Response,
+    StatRequest, Status, WorkerStatus,
+};
+use hoard_ufs::{ObjectMeta, UfsError, UnderStore};
+use tracing::Instrument;
+
+use crate::metadata::{ListKey, MetadataCache};
+use crate::metrics;
+use crate::page_store::{FileId, PageKey};
+use crate::read_path::{FillSource, ReadPages, ReadPath, error_chain, ufs_status};
+use crate::ufs_meter::UfsMeter;
+
+/// Largest listing page a client may ask for.
+const MAX_LIST_KEYS: u32 = 10_000;
+
+/// State shared by all connections of one worker.
+#[derive(Debug)]
+pub struct WorkerService {
+    id: String,
+    mounts: HashMap<String, Arc<dyn UnderStore>>,
+    metadata: MetadataCache,
+    read_path: Arc<ReadPath>,
+    meter: Arc<UfsMeter>,
+    verify_on_read: bool,
+    started: Instant,
+    bytes_served: AtomicU64,
+}
+
+impl WorkerService {
+    /// A service over these mounts.
+    pub fn new(
+        id: String,
+        mounts: HashMap<String, Arc<dyn UnderStore>>,
+        metadata: MetadataCache,
+        read_path: Arc<ReadPath>,
+        meter: Arc<UfsMeter>,
+        verify_on_read: bool,
+    ) -> Self {
+        WorkerService {
+            id,
+            mounts,
+            metadata,
+            read_path,
+            meter,
+            verify_on_read,
+            started: Instant::now(),
+            bytes_served: AtomicU64::new(0),
+        }
+    }
+
+    fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, Reply> {
+        self.mounts.get(name).ok_or_else(|| Reply::error(Status::InvalidArgument, format!("no mount named `{name}`")))
+    }
+
+    async fn stat(&self, req: StatRequest) -> Reply {
+        let ufs = match self.mount(&req.mount) {
+            Ok(ufs) => ufs,
+            Err(reply) => return reply,
+        };
+        if let Some(cached) = self.metadata.stat(&req.mount, &req.path) {
+            return match cached {
+                Some(meta) => Reply::message(Response::Stat(meta)),
+                None => not_found(&req.mount, &req.path),
+            };
+        }
+        match self.meter.call("stat", ufs.stat(&req.path)).await {
+            Ok(meta) => {
+                let meta = file_meta(meta);
+                self.metadata.put_stat(&req.mount, &req.path, Some(meta.clone()));
+                Reply::message(Response::Stat(meta))
+            }
+            Err(UfsError::NotFound { .. }) => {
+                self.metadata.put_stat(&req.mount, &req.path, None);
+                not_found(&req.mount, &req.path)
+            }
+            Err(e) => ufs_error_reply(&e),
+        }
+    }
+
+    async fn list(&self, req: ListRequest) -> Reply {
+        let ufs = match self.mount(&req.mount) {
+            Ok(ufs) => ufs,
+            Err(reply) => return reply,
+        };
+        let key = ListKey {
+            mount: req.mount.clone(),
+            prefix: req.prefix.clone(),
+            delimiter: req.delimiter.clone(),
+            continuation: req.continuation.clone(),
+            max_keys: req.max_keys.min(MAX_LIST_KEYS),
+        };
+        if let Some(cached) = self.metadata.list(&key) {
+            return Reply::message(Response::List(cached));
+        }
+        let ufs_req = hoard_ufs::ListRequest {
+            prefix: key.prefix.clone(),
+            delimiter: key.delimiter.clone(),
+            continuation: key.continuation.clone(),
+            max_keys: key.max_keys,
+        };
+        match self.meter.call("list", ufs.list(&ufs_req)).await {
+            Ok(page) => {
+                let mut entries: Vec<ListEntry> = page.objects.into_iter().map(|o| ListEntry::File(file_meta(o))).collect();
+                entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
+                entries.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+                let reply = ListReply { entries, next_continuation: page.next_continuation };
+                self.metadata.put_list(key, reply.clone());
+                Reply::message(Response::List(reply))
+            }
+            Err(e) => ufs_error_reply(&e),
+        }
+    }
+
+    /// The pages of a read or load request.
+    async fn pages(&self, req: &ReadRequest) -> Result<(Arc<FillSource>, ReadPages), Reply> {
+        let ufs = self.mount(&req.file.mount)?.clone();
+        let src = Arc::new(FillSource {
+            file: FileId::of(&req.file),
+            ufs,
+            path: req.file.path.clone(),
+            version: req.file.version.clone(),
+            size: req.file_size,
+        });
+        match self.read_path.read(&src, req.offset, req.len).await {
+            Ok(pages) => Ok((src, pages)),
+            Err(e) => {
+                if e.status == Status::StaleVersion || e.status == Status::NotFound {
+                    // Our cached stat may be what the client used: look again next time.
+                    self.metadata.forget_stat(&req.file.mount, &req.file.path);
+                }
+                Err(Reply::error(e.status, e.message))
+            }
+        }
+    }
+
+    async fn load(&self, req: ReadRequest) -> Reply {
+        match self.pages(&req).await {
+            Ok((_, pages)) => Reply::message(Response::Loaded(LoadReply {
+                bytes: pages.pages.iter().map(|(_, p)| p.data.len() as u64).sum(),
+                pages: pages.pages.len() as u64,
+                hit_pages: pages.hits.into(),
+            })),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn read(&self, req: ReadRequest) -> Reply {
+        let (src, pages) = match self.pages(&req).await {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let end = req.offset.saturating_add(req.len).min(req.file_size);
+        let ps = self.read_path.page_size();
+        let mut payload = Vec::with_capacity(pages.pages.len());
+        let mut crcs = Vec::new();
+        for (index, page) in &pages.pages {
+            if self.verify_on_read && !page.verify() {
+                ::metrics::counter!(metrics::CHECKSUM_FAILURES).increment(1);
+                self.read_path.store().remove(&PageKey { file: src.file, index: *index });
+                let message = format!("page {index} of {} failed its checksum; dropped", req.file.path);
+                tracing::error!("{message}");
+                return Reply::error(Status::ChecksumMismatch, message);
+            }
+            let page_start = index * ps;
+            let from = req.offset.max(page_start) - page_start;
+            let to = (end.min(page_start + page.data.len() as u64)).saturating_sub(page_start);
+            if from >= to {
+                continue;
+            }
+            if from == 0 && to == page.data.len() as u64 {
+                crcs.push(PageCrc { index: *index, crc32c: page.crc32c });
+            }
+            payload.push(page.data.slice(from as usize..to as usize));
+        }
+        let payload = Payload(payload);
+        let len = payload.len();
+        self.bytes_served.fetch_add(len, Ordering::Relaxed);
+        ::metrics::counter!(metrics::BYTES_SERVED, "transport" => "tcp").increment(len);
+        let reply = ReadReply { offset: req.offset, len, page_size: ps, pages: crcs, hit_pages: pages.hits };
+        Reply { message: Response::Read(reply), payload }
+    }
+
+    fn status(&self) -> Reply {
+        let store = self.read_path.store();
+        let stats = store.stats();
+        Reply::message(Response::Status(WorkerStatus {
+            worker_id: self.id.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            capacity_bytes: store.capacity_bytes(),
+            used_bytes: store.used_bytes(),
+            pages: store.len() as u64,
+            hits: stats.hits.load(Ordering::Relaxed),
+            misses: stats.misses.load(Ordering::Relaxed),
+            evictions: stats.evictions.load(Ordering::Relaxed),
+            bytes_served: self.bytes_served.load(Ordering::Relaxed),
+            ufs_requests: self.meter.requests(),
+        }))
+    }
+}
+
+impl Handler for WorkerService {
+    async fn handle(&self, request: Request, _payload: Bytes) -> Reply {
+        let kind = request_kind(&request);
+        let span = match &request {
+            Request::Stat(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
+            Request::List(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.prefix),
+            Request::Read(r) | Request::Load(r) => {
+                tracing::debug_span!("rpc", kind, mount = %r.file.mount, key = %r.file.path, offset = r.offset, len = r.len)
+            }
+            _ => tracing::debug_span!("rpc", kind),
+        };
+        let started = Instant::now();
+        let reply = async {
+            match request {
+                Request::Stat(r) => self.stat(r).await,
+                Request::List(r) => self.list(r).await,
+                Request::Read(r) => self.read(r).await,
+                Request::Status => self.status(),
+                Request::Load(r) => self.load(r).await,
+                Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
+            }
+        }
+        .instrument(span)
+        .await;
+        ::metrics::counter!(metrics::REQUESTS, "kind" => kind).increment(1);
+        ::metrics::histogram!(metrics::REQUEST_LATENCY_US, "kind" => kind).record(started.elapsed().as_secs_f64() * 1e6);
+        if let Response::Error(e) = &reply.message {
+            ::metrics::counter!(metrics::REQUEST_ERRORS, "status" => format!("{:?}", Status::from_u16(e.status)))
+                .increment(1);
+        }
+        reply
+    }
+}
+
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Hello(_) => "hello",
+        Request::Stat(_) => "stat",
+        Request::List(_) => "list",
+        Request::Read(_) => "read",
+        Request::Status => "status",
+        Request::Load(_) => "load",
+    }
+}
+
+fn entry_key(e: &ListEntry) -> &str {
+    match e {
+        ListEntry::File(f) => &f.path,
+        ListEntry::Prefix(p) => p,
+    }
+}
+
+fn file_meta(o: ObjectMeta) -> FileMeta {
+    let mtime_ms = o.mtime.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
+    FileMeta { path: o.path, size: o.size, version: o.version, mtime_ms }
+}
+
+fn not_found(mount: &str, path: &str) -> Reply {
+    Reply::error(Status::NotFound, format!("/{mount}/{path}: no such file"))
+}
+
+fn ufs_error_reply(e: &UfsError) -> Reply {
+    Reply::error(ufs_status(e), error_chain(e))
+}
+
