@@ -1,0 +1,109 @@
+//! Command-line definitions (clap derive). Flags with `env` can come from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// hoard: a distributed cache on top of S3 or a local directory.
+#[derive(Debug, Parser)]
+#[command(name = "hoard", version, about, long_about = None)]
+pub struct Args {
+    /// Cluster config file (default: the one `hoard up` wrote, ~/.hoard/cluster.toml).
+    #[arg(long, global = true, env = "HOARD_CLUSTER")]
+    pub cluster: Option<PathBuf>,
+    /// Log filter, as in RUST_LOG (default: `info` for servers, `warn` for other commands).
+    #[arg(long, global = true, env = "HOARD_LOG")]
+    pub log: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// hoard's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Quickstart: a single-node cluster over a local directory, in the foreground.
+    Up {
+        /// Directory whose files hoard serves as mount `data` (default: ~/.hoard/data).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// RPC address of the worker.
+        #[arg(long, default_value = "127.0.0.1:7301")]
+        listen: SocketAddr,
+        /// Prometheus metrics address.
+        #[arg(long, default_value = "127.0.0.1:7401")]
+        metrics: SocketAddr,
+        /// Memory for cached pages.
+        #[arg(long, default_value = "1GiB")]
+        memory: bytesize::ByteSize,
+    },
+    /// Run one worker of a cluster config.
+    Worker {
+        /// The cluster config (overrides --cluster).
+        #[arg(long, env = "HOARD_WORKER_CONFIG")]
+        config: Option<PathBuf>,
+        /// This worker's id in the config.
+        #[arg(long, env = "HOARD_WORKER_ID")]
+        id: String,
+    },
+    /// List a directory: `hoard ls /MOUNT/dir`; `hoard ls /` lists the mounts.
+    Ls {
+        /// Path.
+        #[arg(default_value = "/")]
+        path: String,
+        /// List every key under the path, not just one level.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Size, version and modification time of a file.
+    Stat {
+        /// Path (`/MOUNT/key`).
+        path: String,
+    },
+    /// Write a file (or a byte range of it) to standard output.
+    Cat {
+        /// Path (`/MOUNT/key`).
+        path: String,
+        /// First byte.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Number of bytes (default: to the end).
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Preload a file or every file under a directory into the cache.
+    Load {
+        /// Path (`/MOUNT/key` or `/MOUNT/dir`).
+        path: String,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Cluster commands.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+/// `hoard cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Workers, up or down, capacity, used bytes, hit ratio.
+    Status,
+}
+
+/// Log to stderr with the filter from `--log`/`HOARD_LOG`, else a default per command.
+pub fn init_logging(args: &Args) {
+    let default = match args.command {
+        Command::Up { .. } | Command::Worker { .. } => "info",
+        _ => "warn",
+    };
+    let filter = args.log.clone().unwrap_or_else(|| default.to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,200 @@
+//! Real `hoard worker` processes on loopback ports, and the `hoard` binary for CLI tests.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hoard_client::Client;
+use hoard_transport::cluster::ClusterConfig;
+
+/// The `hoard` binary under test: `$HOARD_BIN`, else the workspace's `target/debug/hoard`.
+///
+/// # Panics
+/// When it has not been built (`cargo build -p hoard-cli` first; `scripts/test.sh` does).
+pub fn hoard_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOARD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    let bin = target.join("debug/hoard");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p hoard-cli` first (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+/// One worker process.
+#[derive(Debug)]
+pub struct WorkerProc {
+    /// Its id.
+    pub id: String,
+    /// RPC address.
+    pub addr: SocketAddr,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of worker processes sharing one config file.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Temporary directory holding the config and logs.
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// The parsed config.
+    pub config: ClusterConfig,
+    /// The workers, in config order.
+    pub workers: Vec<WorkerProc>,
+}
+
+impl Cluster {
+    /// Write a config for `n` workers with these `[[mounts]]` (name, uri), an optional `[s3]`
+    /// table body, and extra TOML (e.g. `[worker]`/`[client]` tables), then start the workers.
+    pub fn start(n: usize, mounts: &[(&str, String)], s3: Option<String>, extra: &str) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let mut text = format!("token = \"test-token-{}\"\n{extra}\n", std::process::id());
+        if let Some(s3) = s3 {
+            text.push_str(&format!("[s3]\n{s3}\n"));
+        }
+        let mut workers = Vec::new();
+        for i in 1..=n {
+            let (addr, metrics) = (free_addr(), free_addr());
+            text.push_str(&format!(
+                "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"256MiB\"\n"
+            ));
+            let log = dir.path().join(format!("w{i}.log"));
+            workers.push(WorkerProc { id: format!("w{i}"), addr, metrics, log, child: None });
+        }
+        for (name, uri) in mounts {
+            text.push_str(&format!("[[mounts]]\nname = \"{name}\"\nufs = \"{uri}\"\n"));
+        }
+        let config_path = dir.path().join("cluster.toml");
+        std::fs::write(&config_path, &text)?;
+        let config = ClusterConfig::parse(&text).context("test cluster config")?;
+        let mut cluster = Cluster { dir, config_path, config, workers };
+        for i in 0..n {
+            cluster.start_worker(i)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Start (or restart) worker `i` and wait until it accepts connections.
+    pub fn start_worker(&mut self, i: usize) -> anyhow::Result<()> {
+        let w = &mut self.workers[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&w.log)?;
+        let child = Command::new(hoard_bin())
+            .args(["worker", "--id", &w.id, "--cluster"])
+            .arg(&self.config_path)
+            .env("HOARD_LOG", "info,hoard_worker=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn hoard worker")?;
+        w.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(w.addr).is_err() {
+            if let Some(status) = w.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("worker {} exited with {status}: {}", w.id, tail(&w.log));
+            }
+            if Instant::now() > deadline {
+                bail!("worker {} did not start listening: {}", w.id, tail(&w.log));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// SIGKILL worker `i`.
+    pub fn kill_worker(&mut self, i: usize) {
+        if let Some(mut child) = self.workers[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether worker `i` is still running.
+    pub fn worker_alive(&mut self, i: usize) -> bool {
+        self.workers[i].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// A client of this cluster.
+    pub fn client(&self) -> Client {
+        Client::builder().cluster(self.config.clone()).client_name("e2e-test").build().expect("client")
+    }
+
+    /// The Prometheus text of worker `i`.
+    pub fn metrics_text(&self, i: usize) -> anyhow::Result<String> {
+        let mut s = TcpStream::connect(self.workers[i].metrics)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    /// The sum over all label sets of metric `name` (Prometheus spelling) on worker `i`.
+    pub fn metric(&self, i: usize, name: &str) -> f64 {
+        let text = self.metrics_text(i).unwrap_or_default();
+        sum_metric(&text, name)
+    }
+
+    /// The sum of metric `name` over all workers that answer.
+    pub fn metric_total(&self, name: &str) -> f64 {
+        (0..self.workers.len()).map(|i| self.metric(i, name)).sum()
+    }
+
+    /// Lines of worker `i`'s log at level ERROR or WARN.
+    pub fn log_problems(&self, i: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.workers[i].log).unwrap_or_default();
+        text.lines().filter(|l| l.contains(" ERROR ") || l.contains(" WARN ")).map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.workers.len() {
+            self.kill_worker(i);
+        }
+    }
+}
+
+/// Sum of the samples of `name` in Prometheus text (any labels).
+pub fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Run the `hoard` binary with these arguments against a cluster config; returns (exit ok,
+/// stdout, stderr).
+pub fn hoard(config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(hoard_bin())
+        .arg("--cluster")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hoard");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}

@@ -1,0 +1,105 @@
+//! The `hoard` CLI against a real worker process over a local directory (no S3 needed).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hoard_tests::cluster::{Cluster, free_addr, hoard, hoard_bin};
+use hoard_tests::pattern;
+
+fn populate(dir: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(dir.join("dir/sub")).expect("mkdir");
+    std::fs::write(dir.join("a.txt"), b"hello, hoard!\n").expect("write");
+    let big = pattern(11, 3 * 1024 * 1024 + 5);
+    std::fs::write(dir.join("dir/b.bin"), &big).expect("write");
+    std::fs::write(dir.join("dir/sub/c.txt"), b"c").expect("write");
+    big
+}
+
+#[test]
+fn file_commands_work_and_errors_are_one_clear_line() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let big = populate(data.path());
+    let uri = format!("file://{}", data.path().display());
+    let mut cluster = Cluster::start(1, &[("local", uri)], None, "").expect("start worker");
+    let cfg = cluster.config_path.clone();
+
+    let (ok, out, _) = hoard(&cfg, &["ls", "/"]);
+    assert!(ok && out.contains("local/"), "{out}");
+    let (ok, out, _) = hoard(&cfg, &["ls", "/local"]);
+    assert!(ok && out.contains("a.txt") && out.contains("dir/") && !out.contains("b.bin"), "{out}");
+    let (ok, out, _) = hoard(&cfg, &["ls", "-r", "/local/dir"]);
+    assert!(ok && out.contains("dir/b.bin") && out.contains("dir/sub/c.txt"), "{out}");
+    let (ok, out, _) = hoard(&cfg, &["stat", "/local/dir/b.bin"]);
+    assert!(ok && out.contains(&format!("size:    {}", big.len())), "{out}");
+
+    let cat = Command::new(hoard_bin()).arg("--cluster").arg(&cfg).args(["cat", "/local/dir/b.bin"]).output().expect("cat");
+    assert!(cat.status.success());
+    assert!(cat.stdout == big, "cat returned other bytes");
+    let (ok, out, _) = hoard(&cfg, &["cat", "--offset", "7", "--length", "5", "/local/a.txt"]);
+    assert!(ok && out == "hoard", "{out:?}");
+
+    let (ok, out, err) = hoard(&cfg, &["load", "--quiet", "/local"]);
+    assert!(ok && out.contains("loaded 3 files"), "{out} {err}");
+    let (ok, out, _) = hoard(&cfg, &["load", "--quiet", "/local/dir/b.bin"]);
+    assert!(ok && out.contains("loaded 1 files") && out.contains("(3.0 MiB already cached)"), "{out}");
+    let (ok, out, _) = hoard(&cfg, &["cluster", "status"]);
+    assert!(ok && out.contains("w1") && out.contains(" up ") && out.contains("1 of 1 workers up"), "{out}");
+
+    let (ok, _, err) = hoard(&cfg, &["stat", "/local/nope"]);
+    assert!(!ok && err.trim().lines().count() == 1 && err.contains("no such file"), "{err}");
+    let (ok, _, err) = hoard(&cfg, &["cat", "/elsewhere/x"]);
+    assert!(!ok && err.contains("no mount named `elsewhere`"), "{err}");
+    let (ok, _, err) = hoard(&cfg, &["ls", "relative/path"]);
+    assert!(!ok && err.contains("must start with `/MOUNT`"), "{err}");
+
+    cluster.kill_worker(0);
+    let (ok, out, err) = hoard(&cfg, &["cluster", "status"]);
+    assert!(!ok && out.contains("down") && err.contains("no worker answers"), "{out} {err}");
+    // With its worker dead, reads still work: straight from the under-store.
+    let (ok, out, _) = hoard(&cfg, &["cat", "/local/a.txt"]);
+    assert!(ok && out == "hello, hoard!\n", "{out:?}");
+}
+
+#[test]
+fn hoard_up_serves_a_directory_with_no_config_given() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("mydata");
+    populate(&data);
+    let (listen, metrics) = (free_addr(), free_addr());
+    let mut up = Command::new(hoard_bin())
+        .args(["up", "--dir"])
+        .arg(&data)
+        .args(["--listen", &listen.to_string(), "--metrics", &metrics.to_string()])
+        .env("HOARD_HOME", home.path())
+        .env_remove("HOARD_CLUSTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hoard up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(Instant::now() < deadline, "hoard up did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(hoard_bin())
+        .args(["ls", "/data/dir"])
+        .env("HOARD_HOME", home.path())
+        .env_remove("HOARD_CLUSTER")
+        .output()
+        .expect("hoard ls");
+    let _ = up.kill();
+    let printed = {
+        let _ = up.wait();
+        let mut s = String::new();
+        if let Some(mut o) = up.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listing.contains("dir/b.bin"), "{listing}");
+    assert!(printed.contains("hoard ls /data"), "hoard up prints how to use it: {printed}");
+    assert!(home.path().join("cluster.toml").exists());
+}

@@ -1,0 +1,153 @@
+//! Under-file systems ("under-stores"): where hoard's data really lives.
+//!
+//! hoard caches objects of an under-store and, for writes, persists to it. This crate is the only
+//! one that knows the object-store SDK. It offers one trait, [`UnderStore`], and two real
+//! implementations: [`S3UnderStore`] (Amazon S3 or any S3-compatible server, through `aws-sdk-s3`)
+//! and [`LocalUnderStore`] (a directory of the local file system). [`open_uri`] builds the right
+//! one from a mount's URI (`s3://bucket/prefix` or `file:///dir`).
+//!
+//! Paths are object keys relative to the mount's root, `/`-separated, without a leading `/`
+//! (`images/0001.jpg`). Every object carries a *version tag*: the S3 ETag, or `size-mtime` for a
+//! local file. A changed tag is a different object, and [`UnderStore::read_range`] refuses to
+//! return bytes of another version than the one asked for, so a cache never mixes two versions.
+//!
+//! # Example
+//! ```
+//! # async fn demo() -> hoard_ufs::UfsResult<()> {
+//! use hoard_ufs::{LocalUnderStore, UnderStore};
+//! let dir = std::env::temp_dir().join("hoard-ufs-doc");
+//! let store = LocalUnderStore::new(&dir)?;
+//! store.put("greeting.txt", bytes::Bytes::from_static(b"hello")).await?;
+//! let meta = store.stat("greeting.txt").await?;
+//! let bytes = store.read_range("greeting.txt", 1..4, Some(&meta.version)).await?;
+//! assert_eq!(&bytes[..], b"ell");
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//! - `testing`: the test doubles [`InMemoryStore`] and [`UnreliableStore`], and the
+//!   [`conformance`] suite every implementation runs.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod local;
+mod s3;
+mod uri;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+mod in_memory;
+#[cfg(any(test, feature = "testing"))]
+mod unreliable;
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use error::{UfsError, UfsResult};
+#[cfg(any(test, feature = "testing"))]
+pub use in_memory::InMemoryStore;
+pub use local::LocalUnderStore;
+pub use s3::{S3Config, S3UnderStore};
+#[cfg(any(test, feature = "testing"))]
+pub use unreliable::UnreliableStore;
+pub use uri::{UfsUri, open_uri};
+
+/// What an under-store knows of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the store's root, without a leading `/`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Version tag: the S3 ETag (quotes stripped), or `size-mtime_ns` for a local file.
+    pub version: String,
+    /// Last modification time, when the store reports one.
+    pub mtime: Option<SystemTime>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects whose keys start with the prefix (and, with a delimiter, have no delimiter after it),
+    /// in lexicographic key order.
+    pub objects: Vec<ObjectMeta>,
+    /// With a delimiter: the distinct key prefixes up to and including the first delimiter after
+    /// the listed prefix ("directories"), in lexicographic order.
+    pub common_prefixes: Vec<String>,
+    /// Present when more entries follow: pass it back as `continuation` to get them.
+    pub next_continuation: Option<String>,
+}
+
+/// A listing request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Only keys that start with this string.
+    pub prefix: String,
+    /// Group keys by this delimiter after the prefix (usually `/`).
+    pub delimiter: Option<String>,
+    /// Continue after a previous page.
+    pub continuation: Option<String>,
+    /// At most this many entries (objects + common prefixes); 0 means the store's default (1000).
+    pub max_keys: u32,
+}
+
+/// A part of a multipart upload, as returned by [`UnderStore::upload_part`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The part's tag (ETag) that completing the upload needs.
+    pub tag: String,
+}
+
+/// An object store that hoard caches.
+///
+/// Implementations: [`S3UnderStore`], [`LocalUnderStore`], and for unit tests [`InMemoryStore`]
+/// (feature `testing`). All must pass [`conformance`].
+#[async_trait]
+pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Size and version of one object.
+    ///
+    /// # Errors
+    /// [`UfsError::NotFound`] when there is no such object.
+    async fn stat(&self, path: &str) -> UfsResult<ObjectMeta>;
+
+    /// Bytes `range` of an object. The range is clipped to the object's size (a range starting
+    /// at or past the end gives an empty result). With `version`, the bytes are those of that
+    /// version or the call fails.
+    ///
+    /// # Errors
+    /// [`UfsError::NotFound`]; [`UfsError::VersionMismatch`] when the object's version is no
+    /// longer `version`.
+    async fn read_range(&self, path: &str, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes>;
+
+    /// One page of the objects under a prefix.
+    async fn list(&self, req: &ListRequest) -> UfsResult<ListPage>;
+
+    /// Create or replace an object with `data`; returns its new metadata.
+    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta>;
+
+    /// Start a multipart upload to `path`; returns the upload id.
+    async fn create_multipart(&self, path: &str) -> UfsResult<String>;
+
+    /// Upload part `part_number` (1-based) of an upload.
+    async fn upload_part(&self, path: &str, upload_id: &str, part_number: u32, data: Bytes) -> UfsResult<CompletedPart>;
+
+    /// Finish an upload from its parts, in part-number order; returns the new object's metadata.
+    async fn complete_multipart(&self, path: &str, upload_id: &str, parts: Vec<CompletedPart>) -> UfsResult<ObjectMeta>;
+
+    /// Abandon an upload and free its parts.
+    async fn abort_multipart(&self, path: &str, upload_id: &str) -> UfsResult<()>;
+
+    /// Delete an object. Deleting a missing object succeeds (as S3 does).
+    async fn delete(&self, path: &str) -> UfsResult<()>;
+
+    /// Server-side copy of `src` to `dst`; returns the new object's metadata.
+    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta>;
+}

@@ -1,0 +1,155 @@
+//! Multipart uploads of the local store, staged as files.
+//!
+//! Writers of large objects (the gateway, the client's write-back) upload parts independently and
+//! possibly in parallel, as with S3. Each upload is a directory `.hoard-multipart/<upload_id>/`
+//! at the store's root (hidden from listings) holding a `key` file that names the target and one
+//! file per part, named by its number. Completing concatenates the parts into a temporary file
+//! next to the target and renames it into place; aborting removes the directory.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{MULTIPART_DIR, validate_key, version_of, write_atomically};
+use crate::{CompletedPart, ObjectMeta, UfsError, UfsResult};
+
+/// Highest part number S3 accepts; the local store keeps the same limit.
+const MAX_PART_NUMBER: u32 = 10_000;
+
+/// The file in an upload's directory that names the key being uploaded.
+const KEY_FILE: &str = "key";
+
+/// Starts an upload of `key`; returns its id (32 hex digits).
+pub(super) fn create(root: &Path, key: &str) -> UfsResult<String> {
+    let id = format!("{:032x}", rand::random::<u128>());
+    let dir = root.join(MULTIPART_DIR).join(&id);
+    fs::create_dir_all(&dir).map_err(|e| UfsError::io(key, e))?;
+    let mut file = File::create(dir.join(KEY_FILE)).map_err(|e| UfsError::io(key, e))?;
+    file.write_all(key.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| UfsError::io(key, e))?;
+    Ok(id)
+}
+
+/// One upload in progress, named by its key and id.
+#[derive(Debug)]
+pub(super) struct Upload {
+    key: String,
+    id: String,
+    dir: PathBuf,
+}
+
+impl Upload {
+    /// Names the upload `upload_id` of `key`, checking both are well formed (not that it exists).
+    pub(super) fn open(root: &Path, key: &str, upload_id: &str) -> UfsResult<Self> {
+        validate_key(key)?;
+        if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(UfsError::NotFound {
+                path: format!("{key} (upload {upload_id})"),
+            });
+        }
+        let dir = root.join(MULTIPART_DIR).join(upload_id);
+        Ok(Self {
+            key: key.to_owned(),
+            id: upload_id.to_owned(),
+            dir,
+        })
+    }
+
+    fn not_found(&self) -> UfsError {
+        UfsError::NotFound {
+            path: format!("{} (upload {})", self.key, self.id),
+        }
+    }
+
+    fn invalid(&self, reason: String) -> UfsError {
+        UfsError::Invalid {
+            path: self.key.clone(),
+            reason,
+        }
+    }
+
+    /// Fails with `NotFound` unless the upload exists and targets this key (S3's `NoSuchUpload`).
+    fn check_exists(&self) -> UfsResult<()> {
+        match fs::read(self.dir.join(KEY_FILE)) {
+            Ok(key) if key == self.key.as_bytes() => Ok(()),
+            Ok(_) => Err(self.not_found()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found()),
+            Err(e) => Err(UfsError::io(&self.key, e)),
+        }
+    }
+
+    fn check_part_number(&self, part_number: u32) -> UfsResult<()> {
+        if (1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Ok(());
+        }
+        Err(self.invalid(format!("part number {part_number} is not in 1..={MAX_PART_NUMBER}")))
+    }
+
+    /// Stores part `part_number`, replacing an earlier upload of the same number.
+    pub(super) fn put_part(&self, part_number: u32, data: &[u8]) -> UfsResult<CompletedPart> {
+        self.check_part_number(part_number)?;
+        self.check_exists()?;
+        let label = format!("{} part {part_number}", self.key);
+        let meta = write_atomically(&label, &self.dir.join(part_number.to_string()), |f| f.write_all(data))?;
+        Ok(CompletedPart {
+            part_number,
+            tag: meta.version,
+        })
+    }
+
+    /// Concatenates `parts` (ascending part numbers, tags as returned by [`Upload::put_part`])
+    /// into `target`, then removes the upload.
+    pub(super) fn complete(&self, target: &Path, parts: &[CompletedPart]) -> UfsResult<ObjectMeta> {
+        self.check_exists()?;
+        if parts.is_empty() {
+            return Err(self.invalid("a multipart upload needs at least one part".to_owned()));
+        }
+        let mut files = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            self.check_part_number(part.part_number)?;
+            if i > 0 && parts[i - 1].part_number >= part.part_number {
+                return Err(self.invalid("part numbers must be strictly ascending".to_owned()));
+            }
+            files.push(self.open_part(part)?);
+        }
+        let meta = write_atomically(&self.key, target, |out| {
+            files.iter_mut().try_for_each(|file| io::copy(file, out).map(drop))
+        })?;
+        self.remove()?;
+        Ok(meta)
+    }
+
+    /// Opens a part's file, checking that it is the upload the caller's tag names.
+    fn open_part(&self, part: &CompletedPart) -> UfsResult<File> {
+        let missing = || self.invalid(format!("part {} was not uploaded", part.part_number));
+        let file = match File::open(self.dir.join(part.part_number.to_string())) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(UfsError::io(&self.key, e)),
+        };
+        let meta = file.metadata().map_err(|e| UfsError::io(&self.key, e))?;
+        if version_of(&meta) != part.tag {
+            return Err(self.invalid(format!(
+                "part {} has tag {}, not {}",
+                part.part_number,
+                version_of(&meta),
+                part.tag
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Abandons the upload and its parts.
+    pub(super) fn abort(&self) -> UfsResult<()> {
+        self.check_exists()?;
+        self.remove()
+    }
+
+    fn remove(&self) -> UfsResult<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(UfsError::io(&self.key, e)),
+            _ => Ok(()),
+        }
+    }
+}

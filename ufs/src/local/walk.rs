@@ -1,0 +1,223 @@
+//! The keys of a [`LocalUnderStore`](crate::LocalUnderStore) directory tree, lazily and in key
+//! order, for listings.
+//!
+//! Listing a page of a large tree must not read the whole tree. Sorting the entries of each
+//! directory by their key text (a subdirectory as `name/`) and walking depth first yields keys in
+//! global byte order: every key under `name/` starts with `name/`, which no sibling's key does, so
+//! the subtree sorts exactly where `name/` sorts among its siblings. The walk then skips subtrees
+//! outside the prefix or wholly before the continuation token, and stops when the page is full.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::{MULTIPART_DIR, TMP_PREFIX, validate_key};
+use crate::ListRequest;
+
+/// Whether a directory entry named `name`, found in the directory of keys starting with `dir_rel`,
+/// is hoard's own bookkeeping rather than an object.
+pub(super) fn is_hidden(dir_rel: &str, name: &str) -> bool {
+    name.starts_with(TMP_PREFIX) || (dir_rel.is_empty() && name == MULTIPART_DIR)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    /// Its key text ends with `/`.
+    Dir,
+}
+
+/// Sorted keys under `root` that the listing `req` may return (a superset: the caller filters).
+///
+/// With delimiter `/`, a subdirectory past the prefix stands for one common prefix, so one key
+/// found in it is enough. Directories without any visible file produce nothing (they are not
+/// objects in S3 terms). Symbolic links to files count as files; links to directories are not
+/// followed.
+#[derive(Debug)]
+pub(super) struct SortedKeys<'a> {
+    root: &'a Path,
+    req: &'a ListRequest,
+    /// Entries of the directories being walked, outermost first, each in reverse order so that
+    /// `pop` gives the next one.
+    stack: Vec<Vec<(String, Kind)>>,
+    /// An error to report before anything else.
+    failed: Option<io::Error>,
+}
+
+impl<'a> SortedKeys<'a> {
+    /// Starts at the directory named by the prefix up to its last `/`.
+    pub(super) fn new(root: &'a Path, req: &'a ListRequest) -> Self {
+        let mut walk = SortedKeys {
+            root,
+            req,
+            stack: Vec::new(),
+            failed: None,
+        };
+        let base = req.prefix.rfind('/').map_or("", |i| &req.prefix[..=i]);
+        if !base.is_empty() && validate_key(&base[..base.len() - 1]).is_err() {
+            return walk; // No valid key can start with this prefix.
+        }
+        match entries(root, base) {
+            Ok(entries) => walk.stack.push(entries),
+            Err(e) => walk.failed = Some(e),
+        }
+        walk
+    }
+
+    /// Whether the walk may skip subdirectory `sub` (ending with `/`).
+    fn skip_dir(&self, sub: &str) -> bool {
+        let prefix = self.req.prefix.as_str();
+        let overlaps = sub.starts_with(prefix) || prefix.starts_with(sub);
+        // All keys under `sub` are below a token that is past `sub` and not inside it.
+        let before_token = self
+            .req
+            .continuation
+            .as_deref()
+            .is_some_and(|t| t > sub && !t.starts_with(sub));
+        !overlaps || before_token
+    }
+
+    /// The smallest key under directory `dir_rel`, if it holds any visible file at any depth.
+    fn first_key(&self, dir_rel: &str) -> io::Result<Option<String>> {
+        for (key, kind) in entries(self.root, dir_rel)?.into_iter().rev() {
+            match kind {
+                Kind::File => return Ok(Some(key)),
+                Kind::Dir => {
+                    if let Some(key) = self.first_key(&key)? {
+                        return Ok(Some(key));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Iterator for SortedKeys<'_> {
+    type Item = io::Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.failed.take() {
+            return Some(Err(e));
+        }
+        loop {
+            let top = self.stack.last_mut()?;
+            let Some((rel, kind)) = top.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            match kind {
+                Kind::File if rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
+                Kind::File => {}
+                Kind::Dir if self.skip_dir(&rel) => {}
+                Kind::Dir if rel.starts_with(&self.req.prefix) && self.req.delimiter.as_deref() == Some("/") => {
+                    match self.first_key(&rel) {
+                        Ok(Some(key)) => return Some(Ok(key)),
+                        Ok(None) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                Kind::Dir => match entries(self.root, &rel) {
+                    Ok(entries) => self.stack.push(entries),
+                    Err(e) => return Some(Err(e)),
+                },
+            }
+        }
+    }
+}
+
+/// The visible entries of directory `dir_rel` (empty, or ending with `/`) as key texts, in
+/// descending order. A directory that vanished meanwhile (a concurrent delete pruned it) is
+/// empty; names that are not UTF-8 cannot be keys and are skipped.
+fn entries(root: &Path, dir_rel: &str) -> io::Result<Vec<(String, Kind)>> {
+    let read = match fs::read_dir(root.join(dir_rel)) {
+        Ok(read) => read,
+        Err(e) if is_gone(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            tracing::debug!(dir = dir_rel, name = ?entry.file_name(), "skipping a file name that is not UTF-8");
+            continue;
+        };
+        if is_hidden(dir_rel, &name) {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            Ok(t) if t.is_file() => Kind::File,
+            Ok(t) if t.is_dir() => Kind::Dir,
+            Ok(t) if t.is_symlink() && fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) => Kind::File,
+            Ok(_) => continue,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let suffix = if kind == Kind::Dir { "/" } else { "" };
+        entries.push((format!("{dir_rel}{name}{suffix}"), kind));
+    }
+    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    Ok(entries)
+}
+
+/// Whether an error only says that a path disappeared (or never was a directory).
+fn is_gone(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(keys: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        for key in keys {
+            let path = dir.path().join(key);
+            fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+            fs::write(path, b"x").expect("write");
+        }
+        dir
+    }
+
+    fn walk(root: &Path, prefix: &str, delimiter: Option<&str>, continuation: Option<&str>) -> Vec<String> {
+        let req = ListRequest {
+            prefix: prefix.into(),
+            delimiter: delimiter.map(Into::into),
+            continuation: continuation.map(Into::into),
+            max_keys: 0,
+        };
+        SortedKeys::new(root, &req).collect::<io::Result<_>>().expect("walk")
+    }
+
+    #[test]
+    fn yields_keys_in_byte_order_across_directories() {
+        let keys = ["a!", "a-x", "a.txt", "a/b", "a/c/d", "a0", "b/ z", "b/z"];
+        let dir = tree(&keys);
+        assert_eq!(walk(dir.path(), "", None, None), keys);
+    }
+
+    #[test]
+    fn skips_subtrees_outside_the_prefix_or_before_the_token() {
+        let dir = tree(&["a/1", "a/2", "b/1", "b/2", "c/1"]);
+        assert_eq!(walk(dir.path(), "b", None, None), ["b/1", "b/2"]);
+        assert_eq!(walk(dir.path(), "b/", None, None), ["b/1", "b/2"]);
+        assert_eq!(walk(dir.path(), "", None, Some("b/1")), ["b/1", "b/2", "c/1"]);
+        assert_eq!(walk(dir.path(), "", None, Some("b0")), ["c/1"]);
+    }
+
+    #[test]
+    fn a_slash_delimiter_reads_one_key_per_subdirectory() {
+        let dir = tree(&["a/x/1", "a/x/2", "a/y", "b"]);
+        fs::create_dir_all(dir.path().join("empty/inner")).expect("mkdir");
+        assert_eq!(walk(dir.path(), "", Some("/"), None), ["a/x/1", "b"], "the smallest key stands for a/");
+        assert_eq!(walk(dir.path(), "a/", Some("/"), None), ["a/x/1", "a/y"]);
+    }
+
+    #[test]
+    fn bookkeeping_names_are_hidden() {
+        assert!(is_hidden("", ".hoard-multipart"));
+        assert!(!is_hidden("a/", ".hoard-multipart"));
+        assert!(is_hidden("a/", ".hoard-tmp-123"));
+        assert!(!is_hidden("", "hoard-tmp"));
+    }
+}

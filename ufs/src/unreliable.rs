@@ -1,0 +1,275 @@
+//! [`UnreliableStore`]: a wrapper that makes an under-store slow, failing and observable.
+//!
+//! Retry loops, timeouts and single-flight fills are only tested when the under-store misbehaves
+//! on demand and tests can count what reached it. Following the house rule "wrappers, not flags",
+//! this wraps any [`UnderStore`] instead of adding failure switches to the real stores.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+
+/// The operations of [`UnderStore`], by method name, in declaration order.
+const OPS: [&str; 10] = [
+    "stat",
+    "read_range",
+    "list",
+    "put",
+    "create_multipart",
+    "upload_part",
+    "complete_multipart",
+    "abort_multipart",
+    "delete",
+    "copy",
+];
+
+/// Wraps an under-store: optionally fails every Nth call with a retryable [`UfsError::Remote`],
+/// optionally delays every call, and counts the calls of each operation (failed ones included).
+///
+/// # Example
+/// ```
+/// # async fn demo() {
+/// use std::sync::Arc;
+/// use hoard_ufs::{InMemoryStore, UnderStore, UnreliableStore};
+/// let store = UnreliableStore::new(Arc::new(InMemoryStore::new())).fail_every(2);
+/// let first = store.stat("missing").await.expect_err("call 1 reaches the store");
+/// assert!(first.is_not_found());
+/// let second = store.stat("missing").await.expect_err("call 2 is failed by the wrapper");
+/// assert!(second.is_retryable());
+/// assert_eq!(store.calls("stat"), 2);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct UnreliableStore {
+    inner: Arc<dyn UnderStore>,
+    /// 0: never fail.
+    fail_every: AtomicU64,
+    delay: Mutex<Option<Duration>>,
+    /// Calls of all operations, which `fail_every` counts.
+    total: AtomicU64,
+    /// Calls per operation, indexed as [`OPS`].
+    calls: [AtomicU64; OPS.len()],
+}
+
+impl UnreliableStore {
+    /// Wraps `inner`, passing every call through unchanged until configured otherwise.
+    pub fn new(inner: Arc<dyn UnderStore>) -> Self {
+        Self {
+            inner,
+            fail_every: AtomicU64::new(0),
+            delay: Mutex::new(None),
+            total: AtomicU64::new(0),
+            calls: Default::default(),
+        }
+    }
+
+    /// Fails every `n`th call (counting all operations together; `0` never fails).
+    pub fn fail_every(self, n: u64) -> Self {
+        self.set_fail_every(n);
+        self
+    }
+
+    /// Sleeps `delay` before every call is passed on (or failed).
+    pub fn with_delay(self, delay: Duration) -> Self {
+        self.set_delay(Some(delay));
+        self
+    }
+
+    /// Changes the failure rate while in use (`0` stops failing).
+    pub fn set_fail_every(&self, n: u64) {
+        self.fail_every.store(n, Ordering::Relaxed);
+    }
+
+    /// Changes the delay while in use (`None` removes it).
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        *self.delay.lock() = delay;
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<dyn UnderStore> {
+        &self.inner
+    }
+
+    /// Calls of operation `op` so far, `op` being an [`UnderStore`] method name (`"read_range"`).
+    ///
+    /// # Panics
+    /// When `op` is not the name of an [`UnderStore`] method.
+    pub fn calls(&self, op: &str) -> u64 {
+        let index = OPS.iter().position(|o| *o == op);
+        let index = index.unwrap_or_else(|| panic!("{op:?} is not an UnderStore method; one of {OPS:?}"));
+        self.calls[index].load(Ordering::Relaxed)
+    }
+
+    /// Calls of all operations so far.
+    pub fn total_calls(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Calls of [`UnderStore::stat`] so far.
+    pub fn stat_calls(&self) -> u64 {
+        self.calls("stat")
+    }
+
+    /// Calls of [`UnderStore::read_range`] so far.
+    pub fn read_range_calls(&self) -> u64 {
+        self.calls("read_range")
+    }
+
+    /// Calls of [`UnderStore::list`] so far.
+    pub fn list_calls(&self) -> u64 {
+        self.calls("list")
+    }
+
+    /// Calls of [`UnderStore::put`] so far.
+    pub fn put_calls(&self) -> u64 {
+        self.calls("put")
+    }
+
+    /// Counts a call of `OPS[index]`, waits the delay, and fails it when its turn has come.
+    async fn enter(&self, index: usize, path: &str) -> UfsResult<()> {
+        self.calls[index].fetch_add(1, Ordering::Relaxed);
+        let call = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        let delay = *self.delay.lock();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let every = self.fail_every.load(Ordering::Relaxed);
+        if every != 0 && call.is_multiple_of(every) {
+            return Err(UfsError::Remote {
+                op: OPS[index],
+                path: path.to_owned(),
+                source: Box::new(std::io::Error::other(format!("injected failure of call {call}"))),
+                retryable: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UnderStore for UnreliableStore {
+    async fn stat(&self, path: &str) -> UfsResult<ObjectMeta> {
+        self.enter(0, path).await?;
+        self.inner.stat(path).await
+    }
+
+    async fn read_range(&self, path: &str, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
+        self.enter(1, path).await?;
+        self.inner.read_range(path, range, version).await
+    }
+
+    async fn list(&self, req: &ListRequest) -> UfsResult<ListPage> {
+        self.enter(2, &req.prefix).await?;
+        self.inner.list(req).await
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
+        self.enter(3, path).await?;
+        self.inner.put(path, data).await
+    }
+
+    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+        self.enter(4, path).await?;
+        self.inner.create_multipart(path).await
+    }
+
+    async fn upload_part(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        data: Bytes,
+    ) -> UfsResult<CompletedPart> {
+        self.enter(5, path).await?;
+        self.inner.upload_part(path, upload_id, part_number, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> UfsResult<ObjectMeta> {
+        self.enter(6, path).await?;
+        self.inner.complete_multipart(path, upload_id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &str, upload_id: &str) -> UfsResult<()> {
+        self.enter(7, path).await?;
+        self.inner.abort_multipart(path, upload_id).await
+    }
+
+    async fn delete(&self, path: &str) -> UfsResult<()> {
+        self.enter(8, path).await?;
+        self.inner.delete(path).await
+    }
+
+    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
+        self.enter(9, dst).await?;
+        self.inner.copy(src, dst).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InMemoryStore;
+
+    fn wrapped() -> UnreliableStore {
+        UnreliableStore::new(Arc::new(InMemoryStore::new()))
+    }
+
+    #[tokio::test]
+    async fn passes_calls_through_and_counts_them() {
+        let store = wrapped();
+        store.put("k", Bytes::from_static(b"abc")).await.expect("put");
+        let bytes = store.read_range("k", 1..3, None).await.expect("read");
+        assert_eq!(&bytes[..], b"bc");
+        store.read_range("k", 0..1, None).await.expect("read");
+        assert_eq!(store.put_calls(), 1);
+        assert_eq!(store.read_range_calls(), 2);
+        assert_eq!(store.calls("stat"), 0);
+        assert_eq!(store.total_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn fails_every_nth_call_with_a_retryable_error() {
+        let store = wrapped().fail_every(3);
+        store.put("k", Bytes::from_static(b"abc")).await.expect("call 1");
+        store.stat("k").await.expect("call 2");
+        let err = store.stat("k").await.expect_err("call 3 fails");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(matches!(err, UfsError::Remote { op: "stat", .. }), "{err:?}");
+        store.stat("k").await.expect("call 4");
+        store.set_fail_every(0);
+        for _ in 0..5 {
+            store.stat("k").await.expect("no more failures");
+        }
+        assert_eq!(store.stat_calls(), 8);
+    }
+
+    #[tokio::test]
+    async fn delays_every_call() {
+        let store = wrapped().with_delay(Duration::from_millis(100));
+        let start = std::time::Instant::now();
+        let err = store.stat("missing").await.expect_err("missing");
+        assert!(err.is_not_found());
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        store.set_delay(None);
+        let start = std::time::Instant::now();
+        store.stat("missing").await.expect_err("missing");
+        assert!(start.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    #[should_panic(expected = "not an UnderStore method")]
+    fn unknown_operation_names_panic() {
+        wrapped().calls("get");
+    }
+}
