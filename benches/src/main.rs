@@ -1,1 +1,33 @@
-fn main() {}
+//! `hoard-bench`: hoard's benchmark harness. Each benchmark runs hoard side by side with a peer
+//! in the same run and reports ratios, because these machines are shared and noisy; see
+//! `docs/benchmarks.md` for what is measured and the latest numbers.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod hoard_side;
+mod iperf;
+mod latency;
+mod memcached;
+mod procs;
+mod read;
+mod report;
+mod throughput;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let result = match args.command {
+        cli::Command::Read(read_args) => read_args.resolve().and_then(read::run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hoard-bench: error: failed to {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

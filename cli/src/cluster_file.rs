@@ -41,5 +41,8 @@ pub fn load(flag: Option<&Path>) -> anyhow::Result<ClusterConfig> {
 
 /// A client of the cluster.
 pub fn client(flag: Option<&Path>) -> anyhow::Result<Client> {
-    Ok(Client::builder().cluster(load(flag)?).client_name(format!("hoard-cli-{}", std::process::id())).build()?)
+    Ok(Client::builder()
+        .cluster(load(flag)?)
+        .client_name(format!("hoard-cli-{}", std::process::id()))
+        .build()?)
 }

@@ -14,13 +14,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cluster = args.cluster.as_deref();
     runtime.block_on(async {
         match args.command {
-            Command::Up { dir, listen, metrics, memory } => up::run(dir, listen, metrics, memory).await,
+            Command::Up {
+                dir,
+                listen,
+                metrics,
+                memory,
+            } => up::run(dir, listen, metrics, memory).await,
             Command::Worker { config, id } => worker::run(config.as_deref().or(cluster), &id).await,
             Command::Ls { path, recursive } => fs::ls(cluster, &path, recursive).await,
             Command::Stat { path } => fs::stat(cluster, &path).await,
             Command::Cat { path, offset, length } => fs::cat(cluster, &path, offset, length).await,
             Command::Load { path, quiet } => load::run(cluster, &path, quiet).await,
-            Command::Cluster { command: ClusterCommand::Status } => status::run(cluster).await,
+            Command::Cluster {
+                command: ClusterCommand::Status,
+            } => status::run(cluster).await,
         }
     })
 }

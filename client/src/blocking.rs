@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
 
+use crate::Client;
 use crate::client::{LoadProgress, LoadSummary};
 use crate::error::ClientResult;
-use crate::Client;
 
 /// A [`Client`] with its own small tokio runtime; every method blocks until done.
 ///

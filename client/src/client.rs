@@ -14,8 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use hoard_transport::cluster::{ClusterConfig, MountEntry};
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, ListEntry, ListReply, ListRequest, ReadRequest, Reply, Request, Response,
-    StatRequest, Status, WorkerStatus,
+    FileKey, FileMeta, ListEntry, ListReply, ListRequest, ReadRequest, Reply, Request, Response, StatRequest, Status,
+    WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
@@ -89,11 +89,17 @@ impl ClientBuilder {
     pub fn build(self) -> ClientResult<Client> {
         let config = self
             .config
-            .ok_or(ClientError::Config(hoard_transport::cluster::ConfigError::Invalid("no cluster config".into())))?;
+            .ok_or(ClientError::Config(hoard_transport::cluster::ConfigError::Invalid(
+                "no cluster config".into(),
+            )))?;
         let ids: Vec<&str> = config.workers.iter().map(|w| w.id.as_str()).collect();
         let ring = Ring::new(&ids, config.virtual_nodes);
         let conns = config.client.connections_per_worker as usize;
-        let workers = config.workers.iter().map(|w| WorkerHandle::new(w.clone(), conns)).collect();
+        let workers = config
+            .workers
+            .iter()
+            .map(|w| WorkerHandle::new(w.clone(), conns))
+            .collect();
         let mut options = ConnectOptions::new(config.token.clone());
         options.connect_timeout = config.client.connect_timeout;
         if let Some(name) = self.client_name {
@@ -105,7 +111,15 @@ impl ClientBuilder {
             retry_after: config.client.worker_retry_after,
         };
         let ufs = tokio::sync::Mutex::new(HashMap::new());
-        Ok(Client { inner: Arc::new(Inner { config, ring, workers, policy, ufs }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                ring,
+                workers,
+                policy,
+                ufs,
+            }),
+        })
     }
 }
 
@@ -147,9 +161,15 @@ impl Client {
         if p.key.is_empty() || p.key.ends_with('/') {
             return Err(ClientError::NotFound { path: p.to_string() });
         }
-        let req = Request::Stat(StatRequest { mount: p.mount.clone(), path: p.key.clone() });
+        let req = Request::Stat(StatRequest {
+            mount: p.mount.clone(),
+            path: p.key.clone(),
+        });
         match self.call_owners(meta_key(&p.mount, &p.key), req, |_| Ok(())).await {
-            Ok(Reply { message: Response::Stat(meta), .. }) => Ok(meta),
+            Ok(Reply {
+                message: Response::Stat(meta),
+                ..
+            }) => Ok(meta),
             Ok(reply) => Err(self.reply_error(p, reply)),
             Err(_) => self.stat_ufs(p).await,
         }
@@ -161,7 +181,10 @@ impl Client {
         match ufs.stat(&p.key).await {
             Ok(o) => Ok(file_meta(o)),
             Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path: p.to_string() }),
-            Err(e) => Err(ClientError::Unavailable { path: p.to_string(), source: Box::new(e) }),
+            Err(e) => Err(ClientError::Unavailable {
+                path: p.to_string(),
+                source: Box::new(e),
+            }),
         }
     }
 
@@ -181,9 +204,21 @@ impl Client {
         self.check_mount(&p.mount)?;
         let prefix = p.dir_prefix();
         let delimiter = (!recursive).then(|| "/".to_owned());
-        let req = ListRequest { mount: p.mount.clone(), prefix: prefix.clone(), delimiter, continuation, max_keys };
-        match self.call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()), |_| Ok(())).await {
-            Ok(Reply { message: Response::List(list), .. }) => Ok(list),
+        let req = ListRequest {
+            mount: p.mount.clone(),
+            prefix: prefix.clone(),
+            delimiter,
+            continuation,
+            max_keys,
+        };
+        match self
+            .call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()), |_| Ok(()))
+            .await
+        {
+            Ok(Reply {
+                message: Response::List(list),
+                ..
+            }) => Ok(list),
             Ok(reply) => Err(self.reply_error(&p, reply)),
             Err(_) => self.list_ufs(&p, req).await,
         }
@@ -197,10 +232,20 @@ impl Client {
             continuation: req.continuation,
             max_keys: req.max_keys,
         };
-        let page = ufs.list(&ufs_req).await.map_err(|e| ClientError::Unavailable { path: p.to_string(), source: Box::new(e) })?;
-        let mut entries: Vec<ListEntry> = page.objects.into_iter().map(|o| ListEntry::File(file_meta(o))).collect();
+        let page = ufs.list(&ufs_req).await.map_err(|e| ClientError::Unavailable {
+            path: p.to_string(),
+            source: Box::new(e),
+        })?;
+        let mut entries: Vec<ListEntry> = page
+            .objects
+            .into_iter()
+            .map(|o| ListEntry::File(file_meta(o)))
+            .collect();
         entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
-        Ok(ListReply { entries, next_continuation: page.next_continuation })
+        Ok(ListReply {
+            entries,
+            next_continuation: page.next_continuation,
+        })
     }
 
     /// Every entry under a directory (all pages).
@@ -238,6 +283,20 @@ impl Client {
         Err(ClientError::Unstable { path: p.to_string() })
     }
 
+    /// Open a file: stat it once, then read ranges of that version with no further stat.
+    ///
+    /// # Errors
+    /// As [`Client::stat`].
+    pub async fn open(&self, path: &str) -> ClientResult<OpenFile> {
+        let path = HoardPath::parse(path)?;
+        let meta = self.stat_path(&path).await?;
+        Ok(OpenFile {
+            client: self.clone(),
+            path,
+            meta,
+        })
+    }
+
     /// The whole file.
     ///
     /// # Errors
@@ -253,9 +312,18 @@ impl Client {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let file = FileKey { mount: p.mount.clone(), path: p.key.clone(), version: meta.version.clone() };
+        let file = FileKey {
+            mount: p.mount.clone(),
+            path: p.key.clone(),
+            version: meta.version.clone(),
+        };
         let cfg = &self.inner.config;
-        let pieces = plan::split(offset, end, cfg.chunk_size.as_u64(), cfg.client.max_request_bytes.as_u64());
+        let pieces = plan::split(
+            offset,
+            end,
+            cfg.chunk_size.as_u64(),
+            cfg.client.max_request_bytes.as_u64(),
+        );
         let parallel = cfg.client.parallel_requests as usize;
         let parts: Vec<Bytes> = futures::stream::iter(pieces)
             .map(|(off, n)| self.read_piece(&file, meta.size, off, n))
@@ -275,19 +343,34 @@ impl Client {
     /// One piece of a read, inside one chunk: from its owners, else from the under-store.
     async fn read_piece(&self, file: &FileKey, size: u64, offset: u64, len: u64) -> Result<Bytes, PieceError> {
         let chunk = offset / self.inner.config.chunk_size.as_u64();
-        let req = Request::Read(ReadRequest { file: file.clone(), file_size: size, offset, len });
+        let req = Request::Read(ReadRequest {
+            file: file.clone(),
+            file_size: size,
+            offset,
+            len,
+        });
         let verify = self.inner.config.client.verify_checksums;
         let check = |reply: &Reply| match &reply.message {
             Response::Read(r) => plan::check_read(r, &reply.payload, offset, len, size, verify),
             _ => Ok(()),
         };
-        match self.call_owners(chunk_key(&file.mount, &file.path, chunk), req, check).await {
-            Ok(Reply { message: Response::Read(_), payload }) => Ok(payload.into_contiguous()),
-            Ok(Reply { message: Response::Error(e), .. }) if e.status == Status::StaleVersion as u16 => {
-                Err(PieceError::Stale)
-            }
+        match self
+            .call_owners(chunk_key(&file.mount, &file.path, chunk), req, check)
+            .await
+        {
+            Ok(Reply {
+                message: Response::Read(_),
+                payload,
+            }) => Ok(payload.into_contiguous()),
+            Ok(Reply {
+                message: Response::Error(e),
+                ..
+            }) if e.status == Status::StaleVersion as u16 => Err(PieceError::Stale),
             Ok(reply) => {
-                let p = HoardPath { mount: file.mount.clone(), key: file.path.clone() };
+                let p = HoardPath {
+                    mount: file.mount.clone(),
+                    key: file.path.clone(),
+                };
                 Err(PieceError::Fatal(self.reply_error(&p, reply)))
             }
             Err(last) => self.read_piece_ufs(file, offset, len, last).await,
@@ -297,15 +380,26 @@ impl Client {
     async fn read_piece_ufs(&self, file: &FileKey, offset: u64, len: u64, last: String) -> Result<Bytes, PieceError> {
         let path = format!("/{}/{}", file.mount, file.path);
         if !self.inner.config.client.ufs_fallback {
-            return Err(ClientError::Unavailable { path, source: last.into() }.into());
+            return Err(ClientError::Unavailable {
+                path,
+                source: last.into(),
+            }
+            .into());
         }
         tracing::debug!(%path, offset, len, "reading the under-store directly: {last}");
         let ufs = self.ufs(&file.mount).await?;
-        match ufs.read_range(&file.path, offset..offset + len, Some(&file.version)).await {
+        match ufs
+            .read_range(&file.path, offset..offset + len, Some(&file.version))
+            .await
+        {
             Ok(bytes) => Ok(bytes),
             Err(UfsError::VersionMismatch { .. }) => Err(PieceError::Stale),
             Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path }.into()),
-            Err(e) => Err(ClientError::Unavailable { path, source: Box::new(e) }.into()),
+            Err(e) => Err(ClientError::Unavailable {
+                path,
+                source: Box::new(e),
+            }
+            .into()),
         }
     }
 
@@ -320,13 +414,23 @@ impl Client {
     ) -> OwnerResult {
         let inner = &self.inner;
         let attempts = inner.config.client.max_worker_attempts as usize;
-        let candidates = inner.ring.owners(key).map(|i| &inner.workers[i]).filter(|w| !w.is_avoided()).take(attempts);
+        let candidates = inner
+            .ring
+            .owners(key)
+            .map(|i| &inner.workers[i])
+            .filter(|w| !w.is_avoided())
+            .take(attempts);
         let mut last = "no worker available".to_owned();
         for worker in candidates {
             match worker.call(&inner.policy, request.clone()).await {
                 Ok(reply) => match &reply.message {
                     Response::Error(e) if Status::from_u16(e.status).is_retryable_elsewhere() => {
-                        last = format!("worker {}: {:?}: {}", worker.entry.id, Status::from_u16(e.status), e.message);
+                        last = format!(
+                            "worker {}: {:?}: {}",
+                            worker.entry.id,
+                            Status::from_u16(e.status),
+                            e.message
+                        );
                     }
                     _ => match check(&reply) {
                         Ok(()) => return Ok(reply),
@@ -347,9 +451,11 @@ impl Client {
     fn reply_error(&self, p: &HoardPath, reply: Reply) -> ClientError {
         match reply.message {
             Response::Error(e) if e.status == Status::NotFound as u16 => ClientError::NotFound { path: p.to_string() },
-            Response::Error(e) => {
-                ClientError::Worker { worker: String::new(), status: Status::from_u16(e.status), message: e.message }
-            }
+            Response::Error(e) => ClientError::Worker {
+                worker: String::new(),
+                status: Status::from_u16(e.status),
+                message: e.message,
+            },
             other => ClientError::Worker {
                 worker: String::new(),
                 status: Status::Internal,
@@ -361,7 +467,9 @@ impl Client {
     fn check_mount(&self, mount: &str) -> ClientResult<()> {
         match self.inner.config.mount(mount) {
             Some(_) => Ok(()),
-            None => Err(ClientError::NoSuchMount { mount: mount.to_owned() }),
+            None => Err(ClientError::NoSuchMount {
+                mount: mount.to_owned(),
+            }),
         }
     }
 
@@ -371,7 +479,11 @@ impl Client {
         if let Some(ufs) = opened.get(mount) {
             return Ok(ufs.clone());
         }
-        let entry = self.inner.config.mount(mount).ok_or_else(|| ClientError::NoSuchMount { mount: mount.into() })?;
+        let entry = self
+            .inner
+            .config
+            .mount(mount)
+            .ok_or_else(|| ClientError::NoSuchMount { mount: mount.into() })?;
         let s3 = &self.inner.config.s3;
         let s3 = S3Config {
             endpoint: s3.endpoint.clone(),
@@ -390,7 +502,10 @@ impl Client {
         let inner = &self.inner;
         let asks = inner.workers.iter().map(|w| async move {
             let status = match w.call(&inner.policy, Request::Status).await {
-                Ok(Reply { message: Response::Status(s), .. }) => Ok(s),
+                Ok(Reply {
+                    message: Response::Status(s),
+                    ..
+                }) => Ok(s),
                 Ok(other) => Err(format!("unexpected reply {:?}", other.message.kind())),
                 Err(e) => Err(e.to_string()),
             };
@@ -400,9 +515,45 @@ impl Client {
     }
 }
 
-fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
-    let mtime_ms =
-        o.mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
-    FileMeta { path: o.path, size: o.size, version: o.version, mtime_ms }
+/// A file version opened by [`Client::open`]: every read sees the bytes of that version.
+#[derive(Debug, Clone)]
+pub struct OpenFile {
+    client: Client,
+    path: HoardPath,
+    meta: FileMeta,
 }
 
+impl OpenFile {
+    /// Size and version of the opened file.
+    pub fn meta(&self) -> &FileMeta {
+        &self.meta
+    }
+
+    /// Bytes `[offset, offset + len)` of the opened version (fewer at its end).
+    ///
+    /// # Errors
+    /// [`ClientError::Changed`] when the file was replaced since it was opened; otherwise as
+    /// [`Client::read`].
+    pub async fn read(&self, offset: u64, len: u64) -> ClientResult<Bytes> {
+        match self.client.read_version(&self.path, &self.meta, offset, len).await {
+            Ok(bytes) => Ok(bytes),
+            Err(PieceError::Fatal(e)) => Err(e),
+            Err(PieceError::Stale) => Err(ClientError::Changed {
+                path: self.path.to_string(),
+            }),
+        }
+    }
+}
+
+fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
+    let mtime_ms = o
+        .mtime
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    FileMeta {
+        path: o.path,
+        size: o.size,
+        version: o.version,
+        mtime_ms,
+    }
+}

@@ -55,6 +55,12 @@ pub enum ClientError {
     /// The cluster config is unusable.
     #[error(transparent)]
     Config(#[from] hoard_transport::cluster::ConfigError),
+    /// The opened file was replaced: its version is gone.
+    #[error("{path} changed since it was opened")]
+    Changed {
+        /// The path.
+        path: String,
+    },
     /// The file changed while it was being read, again and again.
     #[error("{path} kept changing while being read")]
     Unstable {

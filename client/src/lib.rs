@@ -32,6 +32,6 @@ pub mod path;
 pub mod ring;
 
 pub use blocking::BlockingClient;
-pub use client::{Client, ClientBuilder, LoadProgress, LoadSummary};
+pub use client::{Client, ClientBuilder, LoadProgress, LoadSummary, OpenFile};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};

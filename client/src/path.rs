@@ -18,8 +18,13 @@ impl HoardPath {
     /// # Errors
     /// [`ClientError::InvalidPath`].
     pub fn parse(path: &str) -> ClientResult<HoardPath> {
-        let invalid = |reason| ClientError::InvalidPath { path: path.to_owned(), reason };
-        let rest = path.strip_prefix('/').ok_or_else(|| invalid("must start with `/MOUNT`"))?;
+        let invalid = |reason| ClientError::InvalidPath {
+            path: path.to_owned(),
+            reason,
+        };
+        let rest = path
+            .strip_prefix('/')
+            .ok_or_else(|| invalid("must start with `/MOUNT`"))?;
         let (mount, key) = rest.split_once('/').unwrap_or((rest, ""));
         if mount.is_empty() {
             return Err(invalid("names no mount"));
@@ -27,12 +32,19 @@ impl HoardPath {
         if key.split('/').any(|c| c == "." || c == "..") {
             return Err(invalid("`.` and `..` components are not allowed"));
         }
-        Ok(HoardPath { mount: mount.to_owned(), key: key.to_owned() })
+        Ok(HoardPath {
+            mount: mount.to_owned(),
+            key: key.to_owned(),
+        })
     }
 
     /// The key as a listing prefix: empty, or ending with `/`.
     pub fn dir_prefix(&self) -> String {
-        if self.key.is_empty() || self.key.ends_with('/') { self.key.clone() } else { format!("{}/", self.key) }
+        if self.key.is_empty() || self.key.ends_with('/') {
+            self.key.clone()
+        } else {
+            format!("{}/", self.key)
+        }
     }
 }
 

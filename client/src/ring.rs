@@ -28,7 +28,10 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ring { points, workers: worker_ids.len() }
+        Ring {
+            points,
+            workers: worker_ids.len(),
+        }
     }
 
     /// Workers in the order a key should try them: owner first, then fallbacks.
@@ -36,7 +39,9 @@ impl Ring {
         let start = self.points.partition_point(|(p, _)| *p < key_hash);
         let mut seen = vec![false; self.workers];
         let n = self.points.len();
-        (0..n).map(move |i| self.points[(start + i) % n].1).filter(move |w| !std::mem::replace(&mut seen[*w], true))
+        (0..n)
+            .map(move |i| self.points[(start + i) % n].1)
+            .filter(move |w| !std::mem::replace(&mut seen[*w], true))
     }
 
     /// The owner of a key.
@@ -104,7 +109,10 @@ mod tests {
         let chunks = 400_000u64;
         let mut load = vec![0u64; 100];
         let owners: Vec<usize> = (0..chunks)
-            .map(|c| ring.owner(chunk_key("m", &format!("file-{}", c / 16), c % 16)).expect("owner"))
+            .map(|c| {
+                ring.owner(chunk_key("m", &format!("file-{}", c / 16), c % 16))
+                    .expect("owner")
+            })
             .collect();
         for o in &owners {
             load[*o] += 1;
@@ -121,7 +129,10 @@ mod tests {
             })
             .count() as f64;
         let ideal = chunks as f64 / 101.0;
-        assert!(moved <= ideal * 1.15, "adding a worker moved {moved} chunks, ideal {ideal}");
+        assert!(
+            moved <= ideal * 1.15,
+            "adding a worker moved {moved} chunks, ideal {ideal}"
+        );
         assert!(moved >= ideal * 0.85, "suspiciously few moves: {moved}");
     }
 }

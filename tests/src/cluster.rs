@@ -18,10 +18,16 @@ pub fn hoard_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("HOARD_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
     let bin = target.join("debug/hoard");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p hoard-cli` first (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p hoard-cli` first (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -74,7 +80,13 @@ impl Cluster {
                 "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"256MiB\"\n"
             ));
             let log = dir.path().join(format!("w{i}.log"));
-            workers.push(WorkerProc { id: format!("w{i}"), addr, metrics, log, child: None });
+            workers.push(WorkerProc {
+                id: format!("w{i}"),
+                addr,
+                metrics,
+                log,
+                child: None,
+            });
         }
         for (name, uri) in mounts {
             text.push_str(&format!("[[mounts]]\nname = \"{name}\"\nufs = \"{uri}\"\n"));
@@ -82,7 +94,12 @@ impl Cluster {
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text)?;
         let config = ClusterConfig::parse(&text).context("test cluster config")?;
-        let mut cluster = Cluster { dir, config_path, config, workers };
+        let mut cluster = Cluster {
+            dir,
+            config_path,
+            config,
+            workers,
+        };
         for i in 0..n {
             cluster.start_worker(i)?;
         }
@@ -126,12 +143,19 @@ impl Cluster {
 
     /// Whether worker `i` is still running.
     pub fn worker_alive(&mut self, i: usize) -> bool {
-        self.workers[i].child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.workers[i]
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// A client of this cluster.
     pub fn client(&self) -> Client {
-        Client::builder().cluster(self.config.clone()).client_name("e2e-test").build().expect("client")
+        Client::builder()
+            .cluster(self.config.clone())
+            .client_name("e2e-test")
+            .build()
+            .expect("client")
     }
 
     /// The Prometheus text of worker `i`.
@@ -158,7 +182,10 @@ impl Cluster {
     /// Lines of worker `i`'s log at level ERROR or WARN.
     pub fn log_problems(&self, i: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.workers[i].log).unwrap_or_default();
-        text.lines().filter(|l| l.contains(" ERROR ") || l.contains(" WARN ")).map(str::to_owned).collect()
+        text.lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -174,7 +201,10 @@ impl Drop for Cluster {
 pub fn sum_metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -196,5 +226,9 @@ pub fn hoard(config: &Path, args: &[&str]) -> (bool, String, String) {
         .stdin(Stdio::null())
         .output()
         .expect("run hoard");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }

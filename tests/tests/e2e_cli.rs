@@ -27,13 +27,24 @@ fn file_commands_work_and_errors_are_one_clear_line() {
     let (ok, out, _) = hoard(&cfg, &["ls", "/"]);
     assert!(ok && out.contains("local/"), "{out}");
     let (ok, out, _) = hoard(&cfg, &["ls", "/local"]);
-    assert!(ok && out.contains("a.txt") && out.contains("dir/") && !out.contains("b.bin"), "{out}");
+    assert!(
+        ok && out.contains("a.txt") && out.contains("dir/") && !out.contains("b.bin"),
+        "{out}"
+    );
     let (ok, out, _) = hoard(&cfg, &["ls", "-r", "/local/dir"]);
-    assert!(ok && out.contains("dir/b.bin") && out.contains("dir/sub/c.txt"), "{out}");
+    assert!(
+        ok && out.contains("dir/b.bin") && out.contains("dir/sub/c.txt"),
+        "{out}"
+    );
     let (ok, out, _) = hoard(&cfg, &["stat", "/local/dir/b.bin"]);
     assert!(ok && out.contains(&format!("size:    {}", big.len())), "{out}");
 
-    let cat = Command::new(hoard_bin()).arg("--cluster").arg(&cfg).args(["cat", "/local/dir/b.bin"]).output().expect("cat");
+    let cat = Command::new(hoard_bin())
+        .arg("--cluster")
+        .arg(&cfg)
+        .args(["cat", "/local/dir/b.bin"])
+        .output()
+        .expect("cat");
     assert!(cat.status.success());
     assert!(cat.stdout == big, "cat returned other bytes");
     let (ok, out, _) = hoard(&cfg, &["cat", "--offset", "7", "--length", "5", "/local/a.txt"]);
@@ -42,12 +53,21 @@ fn file_commands_work_and_errors_are_one_clear_line() {
     let (ok, out, err) = hoard(&cfg, &["load", "--quiet", "/local"]);
     assert!(ok && out.contains("loaded 3 files"), "{out} {err}");
     let (ok, out, _) = hoard(&cfg, &["load", "--quiet", "/local/dir/b.bin"]);
-    assert!(ok && out.contains("loaded 1 files") && out.contains("(3.0 MiB already cached)"), "{out}");
+    assert!(
+        ok && out.contains("loaded 1 files") && out.contains("(3.0 MiB already cached)"),
+        "{out}"
+    );
     let (ok, out, _) = hoard(&cfg, &["cluster", "status"]);
-    assert!(ok && out.contains("w1") && out.contains(" up ") && out.contains("1 of 1 workers up"), "{out}");
+    assert!(
+        ok && out.contains("w1") && out.contains(" up ") && out.contains("1 of 1 workers up"),
+        "{out}"
+    );
 
     let (ok, _, err) = hoard(&cfg, &["stat", "/local/nope"]);
-    assert!(!ok && err.trim().lines().count() == 1 && err.contains("no such file"), "{err}");
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("no such file"),
+        "{err}"
+    );
     let (ok, _, err) = hoard(&cfg, &["cat", "/elsewhere/x"]);
     assert!(!ok && err.contains("no mount named `elsewhere`"), "{err}");
     let (ok, _, err) = hoard(&cfg, &["ls", "relative/path"]);
@@ -55,7 +75,10 @@ fn file_commands_work_and_errors_are_one_clear_line() {
 
     cluster.kill_worker(0);
     let (ok, out, err) = hoard(&cfg, &["cluster", "status"]);
-    assert!(!ok && out.contains("down") && err.contains("no worker answers"), "{out} {err}");
+    assert!(
+        !ok && out.contains("down") && err.contains("no worker answers"),
+        "{out} {err}"
+    );
     // With its worker dead, reads still work: straight from the under-store.
     let (ok, out, _) = hoard(&cfg, &["cat", "/local/a.txt"]);
     assert!(ok && out == "hello, hoard!\n", "{out:?}");
@@ -100,6 +123,9 @@ fn hoard_up_serves_a_directory_with_no_config_given() {
     };
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && listing.contains("dir/b.bin"), "{listing}");
-    assert!(printed.contains("hoard ls /data"), "hoard up prints how to use it: {printed}");
+    assert!(
+        printed.contains("hoard ls /data"),
+        "hoard up prints how to use it: {printed}"
+    );
     assert!(home.path().join("cluster.toml").exists());
 }

@@ -19,7 +19,9 @@ const CLUSTER_TOML: &str = "chunk_size = \"8MiB\"\n[client]\nrequest_timeout = \
 
 async fn setup(extra: &str) -> (Garage, Arc<S3UnderStore>, Cluster) {
     let garage = Garage::start().await.expect("start garage");
-    let store = S3UnderStore::new(garage.bucket.clone(), "e2e".into(), &garage.s3_config()).await.expect("s3 store");
+    let store = S3UnderStore::new(garage.bucket.clone(), "e2e".into(), &garage.s3_config())
+        .await
+        .expect("s3 store");
     let s3 = format!(
         "endpoint = \"{}\"\nregion = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
         garage.endpoint, garage.region, garage.access_key, garage.secret_key
@@ -35,7 +37,10 @@ async fn bytes_read_through_hoard_equal_the_objects() {
     let client = cluster.client();
     let sizes = [0, 1, 4096, MIB - 1, MIB, MIB + 1, 100 * MIB];
     for (seed, size) in sizes.iter().enumerate() {
-        store.put(&format!("obj-{size}"), Bytes::from(pattern(seed as u64, *size))).await.expect("put");
+        store
+            .put(&format!("obj-{size}"), Bytes::from(pattern(seed as u64, *size)))
+            .await
+            .expect("put");
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     for (seed, size) in sizes.iter().enumerate() {
@@ -54,7 +59,10 @@ async fn bytes_read_through_hoard_equal_the_objects() {
     }
     // Every worker took part: the 100 MiB object has 13 chunks.
     for i in 0..3 {
-        assert!(cluster.metric(i, "worker_bytes_served") > 0.0, "worker {i} served nothing");
+        assert!(
+            cluster.metric(i, "worker_bytes_served") > 0.0,
+            "worker {i} served nothing"
+        );
     }
     let missing = client.stat("/s3/no-such-object").await.expect_err("missing object");
     assert!(missing.is_not_found(), "{missing:?}");
@@ -67,16 +75,32 @@ async fn second_read_is_a_cache_hit_and_survives_the_s3_server_stopping() {
     let want = pattern(7, 20 * MIB + 123);
     store.put("warm.bin", Bytes::from(want.clone())).await.expect("put");
     assert!(client.read_all("/s3/warm.bin").await.expect("cold read")[..] == want[..]);
-    let (hits, ufs) = (cluster.metric_total("worker_page_hits"), cluster.metric_total("worker_ufs_requests"));
+    let (hits, ufs) = (
+        cluster.metric_total("worker_page_hits"),
+        cluster.metric_total("worker_ufs_requests"),
+    );
     assert!(client.read_all("/s3/warm.bin").await.expect("warm read")[..] == want[..]);
     let hits_after = cluster.metric_total("worker_page_hits");
-    assert!(hits_after >= hits + 21.0, "second read must hit all 21 pages: {hits} -> {hits_after}");
-    assert_eq!(cluster.metric_total("worker_ufs_requests"), ufs, "a warm read makes no under-store request");
+    assert!(
+        hits_after >= hits + 21.0,
+        "second read must hit all 21 pages: {hits} -> {hits_after}"
+    );
+    assert_eq!(
+        cluster.metric_total("worker_ufs_requests"),
+        ufs,
+        "a warm read makes no under-store request"
+    );
 
     garage.stop();
-    let again = client.read_all("/s3/warm.bin").await.expect("read with the S3 server down");
+    let again = client
+        .read_all("/s3/warm.bin")
+        .await
+        .expect("read with the S3 server down");
     assert!(again[..] == want[..]);
-    let range = client.read("/s3/warm.bin", 5 * MIB as u64 + 7, 4096).await.expect("range with S3 down");
+    let range = client
+        .read("/s3/warm.bin", 5 * MIB as u64 + 7, 4096)
+        .await
+        .expect("range with S3 down");
     assert!(range[..] == want[5 * MIB + 7..5 * MIB + 7 + 4096]);
 }
 
@@ -85,13 +109,22 @@ async fn an_overwritten_object_is_read_fresh_after_the_metadata_ttl() {
     let (_garage, store, cluster) = setup("[worker]\nmetadata_ttl = \"1s\"\n").await;
     let client = cluster.client();
     let (v1, v2) = (pattern(1, 3 * MIB), pattern(2, 3 * MIB));
-    store.put("changing.bin", Bytes::from(v1.clone())).await.expect("put v1");
+    store
+        .put("changing.bin", Bytes::from(v1.clone()))
+        .await
+        .expect("put v1");
     assert!(client.read_all("/s3/changing.bin").await.expect("read v1")[..] == v1[..]);
-    store.put("changing.bin", Bytes::from(v2.clone())).await.expect("put v2 (same size)");
+    store
+        .put("changing.bin", Bytes::from(v2.clone()))
+        .await
+        .expect("put v2 (same size)");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = client.read_all("/s3/changing.bin").await.expect("read v2");
     assert!(got[..] == v2[..], "old pages were served after the object changed");
-    let part = client.read("/s3/changing.bin", MIB as u64, 100).await.expect("range of v2");
+    let part = client
+        .read("/s3/changing.bin", MIB as u64, 100)
+        .await
+        .expect("range of v2");
     assert!(part[..] == v2[MIB..MIB + 100]);
 }
 
@@ -108,9 +141,15 @@ async fn a_worker_killed_mid_read_does_not_fail_the_read() {
     store.put("big.bin", Bytes::from(want.clone())).await.expect("put");
     let reader = tokio::spawn(async move { client.read_all("/s3/big.bin").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!reader.is_finished(), "the read finished before the kill: make it slower");
+    assert!(
+        !reader.is_finished(),
+        "the read finished before the kill: make it slower"
+    );
     cluster.kill_worker(1);
-    let got = reader.await.expect("join").expect("the read must survive a worker's death");
+    let got = reader
+        .await
+        .expect("join")
+        .expect("the read must survive a worker's death");
     assert!(got[..] == want[..], "bytes differ after failover");
 }
 
@@ -131,7 +170,9 @@ async fn random_bytes_on_a_worker_port_close_only_that_connection() {
             let _ = s.write_all(&junk).await;
             let mut buf = [0u8; 1024];
             // The worker must close the connection (EOF or reset), not hang or crash.
-            let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await.expect("closed in time");
+            let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+                .await
+                .expect("closed in time");
             if matches!(n, Ok(0) | Err(_)) {
                 closed += 1;
             }
@@ -139,7 +180,10 @@ async fn random_bytes_on_a_worker_port_close_only_that_connection() {
         closed
     });
     for _ in 0..30 {
-        let got = client.read_all("/s3/steady.bin").await.expect("reads go on during the garbage");
+        let got = client
+            .read_all("/s3/steady.bin")
+            .await
+            .expect("reads go on during the garbage");
         assert!(got[..] == want[..]);
     }
     assert_eq!(garbage.await.expect("join"), 20, "every garbage connection was closed");

@@ -227,10 +227,15 @@ impl ClusterConfig {
     /// [`ConfigError`] naming the file and what is wrong.
     pub fn load(path: impl AsRef<Path>) -> Result<ClusterConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.display().to_string(), source },
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
             other => other,
         })
     }
@@ -240,8 +245,10 @@ impl ClusterConfig {
     /// # Errors
     /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
     pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
-        let config: ClusterConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: "<text>".into(), source: Box::new(e) })?;
+        let config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            source: Box::new(e),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -253,11 +260,15 @@ impl ClusterConfig {
         }
         let page = self.page_size.as_u64();
         if !page.is_power_of_two() || !(4096..=(64 << 20)).contains(&page) {
-            return invalid(format!("`page_size` must be a power of two from 4 KiB to 64 MiB, not {page}"));
+            return invalid(format!(
+                "`page_size` must be a power of two from 4 KiB to 64 MiB, not {page}"
+            ));
         }
         let chunk = self.chunk_size.as_u64();
-        if chunk < page || chunk % page != 0 {
-            return invalid(format!("`chunk_size` ({chunk}) must be a multiple of `page_size` ({page})"));
+        if chunk < page || !chunk.is_multiple_of(page) {
+            return invalid(format!(
+                "`chunk_size` ({chunk}) must be a multiple of `page_size` ({page})"
+            ));
         }
         if self.virtual_nodes == 0 {
             return invalid("`virtual_nodes` must be at least 1".into());
@@ -278,13 +289,19 @@ impl ClusterConfig {
         }
         for (i, m) in self.mounts.iter().enumerate() {
             if m.name.is_empty() || m.name.contains('/') || m.name.starts_with('.') {
-                return invalid(format!("mount name `{}` must be non-empty, without `/`, not start with `.`", m.name));
+                return invalid(format!(
+                    "mount name `{}` must be non-empty, without `/`, not start with `.`",
+                    m.name
+                ));
             }
             if self.mounts[..i].iter().any(|o| o.name == m.name) {
                 return invalid(format!("duplicate mount `{}`", m.name));
             }
             if !(m.ufs.starts_with("s3://") || m.ufs.starts_with("file:///")) {
-                return invalid(format!("mount `{}`: `ufs` must be s3://bucket/prefix or file:///dir", m.name));
+                return invalid(format!(
+                    "mount `{}`: `ufs` must be s3://bucket/prefix or file:///dir",
+                    m.name
+                ));
             }
         }
         if self.client.connections_per_worker == 0 || self.client.parallel_requests == 0 {
@@ -341,7 +358,10 @@ mod tests {
 
     #[test]
     fn refuses_unknown_keys_and_bad_values() {
-        assert!(matches!(ClusterConfig::parse(&format!("{MINIMAL}\nbogus = 1\n")), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            ClusterConfig::parse(&format!("{MINIMAL}\nbogus = 1\n")),
+            Err(ConfigError::Parse { .. })
+        ));
         let bad_page = MINIMAL.replace("token = \"t0ken\"", "token = \"t\"\npage_size = 3000");
         assert!(matches!(ClusterConfig::parse(&bad_page), Err(ConfigError::Invalid(m)) if m.contains("page_size")));
         let dup = format!("{MINIMAL}\n[[mounts]]\nname = \"data\"\nufs = \"file:///y\"\n");

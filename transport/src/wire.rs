@@ -15,8 +15,8 @@ pub use frame::{
     decode_response, encode_message, read_frame,
 };
 pub use message::{
-    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MessageKind, PageCrc,
-    ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
+    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MessageKind,
+    PageCrc, ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
 };
 pub use status::Status;
 
@@ -29,7 +29,11 @@ pub struct Payload(pub Vec<Bytes>);
 impl Payload {
     /// A payload of one piece.
     pub fn single(bytes: Bytes) -> Self {
-        if bytes.is_empty() { Payload(Vec::new()) } else { Payload(vec![bytes]) }
+        if bytes.is_empty() {
+            Payload(Vec::new())
+        } else {
+            Payload(vec![bytes])
+        }
     }
 
     /// Total length in bytes.
@@ -70,11 +74,17 @@ pub struct Reply {
 impl Reply {
     /// A reply without payload.
     pub fn message(message: Response) -> Self {
-        Reply { message, payload: Payload::default() }
+        Reply {
+            message,
+            payload: Payload::default(),
+        }
     }
 
     /// An error reply.
     pub fn error(status: Status, message: impl Into<String>) -> Self {
-        Reply::message(Response::Error(ErrorReply { status: status as u16, message: message.into() }))
+        Reply::message(Response::Error(ErrorReply {
+            status: status as u16,
+            message: message.into(),
+        }))
     }
 }

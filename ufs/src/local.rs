@@ -9,7 +9,7 @@
 //! Limits of a file system compared with S3: a key cannot be both an object and a "directory" of
 //! other objects (`a` and `a/b`), keys cannot have empty or `.`/`..` components, and a file edited
 //! in place without changing its size within one timestamp tick keeps its version tag. Writes made
-//! through this store always change the tag (see [`LocalUnderStore::put`]).
+//! through this store always change the tag: a same-size rewrite is given a later mtime.
 
 mod listing;
 mod multipart;
@@ -50,8 +50,8 @@ impl LocalUnderStore {
     /// Opens the directory `root` as a store, creating it (and its parents) when missing.
     ///
     /// # Errors
-    /// [`UfsError::Io`] when the directory cannot be created or resolved, [`UfsError::Config`]
-    /// when `root` exists but is not a directory.
+    /// [`UfsError::Io`] when the directory cannot be created or resolved (for instance because
+    /// `root` is a file), [`UfsError::Config`] when it still is not a directory afterwards.
     pub fn new(root: impl AsRef<Path>) -> UfsResult<Self> {
         let root = root.as_ref();
         let shown = root.display().to_string();

@@ -78,7 +78,13 @@ impl WorkerConfig {
             max_inflight_per_connection,
             verify_on_read,
         } = worker;
-        let S3Section { endpoint, region, path_style, access_key_id, secret_access_key } = s3;
+        let S3Section {
+            endpoint,
+            region,
+            path_style,
+            access_key_id,
+            secret_access_key,
+        } = s3;
         let fill_request_max_bytes = fill_request_max.as_u64().max(page_size.as_u64());
         Ok(WorkerConfig {
             id: me.id.clone(),

@@ -58,10 +58,15 @@ use crate::read_path::{ReadPath, ReadPathConfig};
 pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerService>> {
     let mut mounts = HashMap::new();
     for m in &config.mounts {
-        let ufs = hoard_ufs::open_uri(&m.ufs, &config.s3).await.with_context(|| format!("open mount `{}`", m.name))?;
+        let ufs = hoard_ufs::open_uri(&m.ufs, &config.s3)
+            .await
+            .with_context(|| format!("open mount `{}`", m.name))?;
         mounts.insert(m.name.clone(), ufs);
     }
-    let store = Arc::new(MemoryPageStore::new(config.memory_capacity_bytes, eviction::from_kind(config.eviction)));
+    let store = Arc::new(MemoryPageStore::new(
+        config.memory_capacity_bytes,
+        eviction::from_kind(config.eviction),
+    ));
     ::metrics::gauge!(metrics::CAPACITY_BYTES).set(config.memory_capacity_bytes as f64);
     let meter = Arc::new(UfsMeter::default());
     let read_path = Arc::new(ReadPath::new(
@@ -76,14 +81,25 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
         meter.clone(),
     ));
     let metadata = MetadataCache::new(config.metadata_ttl, config.metadata_entries);
-    Ok(Arc::new(WorkerService::new(config.id.clone(), mounts, metadata, read_path, meter, config.verify_on_read)))
+    Ok(Arc::new(WorkerService::new(
+        config.id.clone(),
+        mounts,
+        metadata,
+        read_path,
+        meter,
+        config.verify_on_read,
+    )))
 }
 
 /// Run a worker on `listener` until `shutdown` completes.
 ///
 /// # Errors
 /// When the service cannot be built (see [`build_service`]).
-pub async fn run(config: WorkerConfig, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let service = build_service(&config).await?;
     let server = ServerConfig {
         token: config.token.clone(),

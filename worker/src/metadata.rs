@@ -71,8 +71,14 @@ impl MetadataCache {
         let max_entries = max_entries.max(1);
         MetadataCache {
             ttl,
-            stats: Mutex::new(TtlMap { entries: HashMap::new(), max_entries }),
-            lists: Mutex::new(TtlMap { entries: HashMap::new(), max_entries }),
+            stats: Mutex::new(TtlMap {
+                entries: HashMap::new(),
+                max_entries,
+            }),
+            lists: Mutex::new(TtlMap {
+                entries: HashMap::new(),
+                max_entries,
+            }),
         }
     }
 
@@ -86,7 +92,9 @@ impl MetadataCache {
 
     /// Remember a stat result.
     pub fn put_stat(&self, mount: &str, path: &str, entry: StatEntry) {
-        self.stats.lock().insert((mount.to_owned(), path.to_owned()), entry, self.ttl);
+        self.stats
+            .lock()
+            .insert((mount.to_owned(), path.to_owned()), entry, self.ttl);
     }
 
     /// Forget a stat result (the caller learnt it is stale).
@@ -113,7 +121,12 @@ mod tests {
     use super::*;
 
     fn meta(v: &str) -> FileMeta {
-        FileMeta { path: "p".into(), size: 1, version: v.into(), mtime_ms: 0 }
+        FileMeta {
+            path: "p".into(),
+            size: 1,
+            version: v.into(),
+            mtime_ms: 0,
+        }
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub struct FillError {
 
 impl FillError {
     fn from_ufs(e: &UfsError) -> FillError {
-        FillError { status: ufs_status(e), message: error_chain(e) }
+        FillError {
+            status: ufs_status(e),
+            message: error_chain(e),
+        }
     }
 }
 
@@ -122,7 +125,10 @@ const MAX_TRACKED_STREAMS: usize = 65_536;
 impl ReadPath {
     /// A read path over `store`.
     pub fn new(store: Arc<MemoryPageStore>, config: ReadPathConfig, meter: Arc<UfsMeter>) -> Self {
-        assert!(config.page_size > 0 && config.chunk_size >= config.page_size, "page and chunk sizes");
+        assert!(
+            config.page_size > 0 && config.chunk_size >= config.page_size,
+            "page and chunk sizes"
+        );
         ReadPath {
             store,
             ufs_permits: Semaphore::new(config.ufs_concurrency.max(1)),
@@ -150,7 +156,10 @@ impl ReadPath {
     pub async fn read(self: &Arc<Self>, src: &Arc<FillSource>, offset: u64, len: u64) -> Result<ReadPages, FillError> {
         let end = offset.saturating_add(len).min(src.size);
         if offset >= end {
-            return Ok(ReadPages { pages: Vec::new(), hits: 0 });
+            return Ok(ReadPages {
+                pages: Vec::new(),
+                hits: 0,
+            });
         }
         let ps = self.config.page_size;
         let (first, last) = (offset / ps, (end - 1) / ps);
@@ -215,12 +224,18 @@ impl ReadPath {
 
     async fn fill_run(self: Arc<Self>, src: Arc<FillSource>, run: Vec<(u64, watch::Sender<Option<FillResult>>)>) {
         let ps = self.config.page_size;
-        let _release = InflightGuard { path: &self, file: src.file, indexes: run.iter().map(|(i, _)| *i).collect() };
+        let _release = InflightGuard {
+            path: &self,
+            file: src.file,
+            indexes: run.iter().map(|(i, _)| *i).collect(),
+        };
         let start = run[0].0 * ps;
         let end = (run[run.len() - 1].0 + 1) * ps;
         let result = {
             let _permit = self.ufs_permits.acquire().await.expect("the semaphore is never closed");
-            self.meter.call("read", src.ufs.read_range(&src.path, start..end, Some(&src.version))).await
+            self.meter
+                .call("read", src.ufs.read_range(&src.path, start..end, Some(&src.version)))
+                .await
         };
         match result {
             Ok(bytes) => {
@@ -259,7 +274,7 @@ impl ReadPath {
             let near = |prev: u64| prev.abs_diff(offset) <= 2 * (end - offset).max(ps);
             // A read that starts a chunk (past the file's start) continues a reader that the
             // previous chunk's owner saw.
-            previous_end.is_some_and(near) || (offset > 0 && offset % chunk == 0)
+            previous_end.is_some_and(near) || (offset > 0 && offset.is_multiple_of(chunk))
         };
         if !sequential {
             return;
@@ -270,7 +285,12 @@ impl ReadPath {
             return;
         }
         let wanted: Vec<u64> = ((last + 1)..ra_end.div_ceil(ps))
-            .filter(|index| !self.store.contains(&PageKey { file: src.file, index: *index }))
+            .filter(|index| {
+                !self.store.contains(&PageKey {
+                    file: src.file,
+                    index: *index,
+                })
+            })
             .collect();
         if !wanted.is_empty() {
             ::metrics::counter!(metrics::READAHEAD_PAGES).increment(wanted.len() as u64);
@@ -290,7 +310,10 @@ impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         let mut inflight = self.path.inflight.lock();
         for index in &self.indexes {
-            inflight.remove(&PageKey { file: self.file, index: *index });
+            inflight.remove(&PageKey {
+                file: self.file,
+                index: *index,
+            });
         }
     }
 }
@@ -298,7 +321,10 @@ impl Drop for InflightGuard<'_> {
 async fn wait_fill(mut rx: FillRx) -> Result<Page, FillError> {
     match rx.wait_for(Option::is_some).await {
         Ok(v) => v.clone().expect("waited for Some"),
-        Err(_) => Err(FillError { status: Status::Internal, message: "page fill was abandoned".into() }),
+        Err(_) => Err(FillError {
+            status: Status::Internal,
+            message: "page fill was abandoned".into(),
+        }),
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::{Instant, UNIX_EPOCH};
 use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, PageCrc, Payload, ReadReply, ReadRequest, Reply, Request, Response,
-    StatRequest, Status, WorkerStatus,
+    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, PageCrc, Payload, ReadReply, ReadRequest, Reply, Request,
+    Response, StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
@@ -63,7 +63,9 @@ impl WorkerService {
     }
 
     fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, Reply> {
-        self.mounts.get(name).ok_or_else(|| Reply::error(Status::InvalidArgument, format!("no mount named `{name}`")))
+        self.mounts
+            .get(name)
+            .ok_or_else(|| Reply::error(Status::InvalidArgument, format!("no mount named `{name}`")))
     }
 
     async fn stat(&self, req: StatRequest) -> Reply {
@@ -114,10 +116,17 @@ impl WorkerService {
         };
         match self.meter.call("list", ufs.list(&ufs_req)).await {
             Ok(page) => {
-                let mut entries: Vec<ListEntry> = page.objects.into_iter().map(|o| ListEntry::File(file_meta(o))).collect();
+                let mut entries: Vec<ListEntry> = page
+                    .objects
+                    .into_iter()
+                    .map(|o| ListEntry::File(file_meta(o)))
+                    .collect();
                 entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
                 entries.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
-                let reply = ListReply { entries, next_continuation: page.next_continuation };
+                let reply = ListReply {
+                    entries,
+                    next_continuation: page.next_continuation,
+                };
                 self.metadata.put_list(key, reply.clone());
                 Reply::message(Response::List(reply))
             }
@@ -170,7 +179,10 @@ impl WorkerService {
         for (index, page) in &pages.pages {
             if self.verify_on_read && !page.verify() {
                 ::metrics::counter!(metrics::CHECKSUM_FAILURES).increment(1);
-                self.read_path.store().remove(&PageKey { file: src.file, index: *index });
+                self.read_path.store().remove(&PageKey {
+                    file: src.file,
+                    index: *index,
+                });
                 let message = format!("page {index} of {} failed its checksum; dropped", req.file.path);
                 tracing::error!("{message}");
                 return Reply::error(Status::ChecksumMismatch, message);
@@ -182,7 +194,10 @@ impl WorkerService {
                 continue;
             }
             if from == 0 && to == page.data.len() as u64 {
-                crcs.push(PageCrc { index: *index, crc32c: page.crc32c });
+                crcs.push(PageCrc {
+                    index: *index,
+                    crc32c: page.crc32c,
+                });
             }
             payload.push(page.data.slice(from as usize..to as usize));
         }
@@ -190,8 +205,17 @@ impl WorkerService {
         let len = payload.len();
         self.bytes_served.fetch_add(len, Ordering::Relaxed);
         ::metrics::counter!(metrics::BYTES_SERVED, "transport" => "tcp").increment(len);
-        let reply = ReadReply { offset: req.offset, len, page_size: ps, pages: crcs, hit_pages: pages.hits };
-        Reply { message: Response::Read(reply), payload }
+        let reply = ReadReply {
+            offset: req.offset,
+            len,
+            page_size: ps,
+            pages: crcs,
+            hit_pages: pages.hits,
+        };
+        Reply {
+            message: Response::Read(reply),
+            payload,
+        }
     }
 
     fn status(&self) -> Reply {
@@ -237,7 +261,8 @@ impl Handler for WorkerService {
         .instrument(span)
         .await;
         ::metrics::counter!(metrics::REQUESTS, "kind" => kind).increment(1);
-        ::metrics::histogram!(metrics::REQUEST_LATENCY_US, "kind" => kind).record(started.elapsed().as_secs_f64() * 1e6);
+        ::metrics::histogram!(metrics::REQUEST_LATENCY_US, "kind" => kind)
+            .record(started.elapsed().as_secs_f64() * 1e6);
         if let Response::Error(e) = &reply.message {
             ::metrics::counter!(metrics::REQUEST_ERRORS, "status" => format!("{:?}", Status::from_u16(e.status)))
                 .increment(1);
@@ -265,8 +290,16 @@ fn entry_key(e: &ListEntry) -> &str {
 }
 
 fn file_meta(o: ObjectMeta) -> FileMeta {
-    let mtime_ms = o.mtime.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
-    FileMeta { path: o.path, size: o.size, version: o.version, mtime_ms }
+    let mtime_ms = o
+        .mtime
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    FileMeta {
+        path: o.path,
+        size: o.size,
+        version: o.version,
+        mtime_ms,
+    }
 }
 
 fn not_found(mount: &str, path: &str) -> Reply {
@@ -276,4 +309,3 @@ fn not_found(mount: &str, path: &str) -> Reply {
 fn ufs_error_reply(e: &UfsError) -> Reply {
     Reply::error(ufs_status(e), error_chain(e))
 }
-

@@ -20,7 +20,10 @@ pub async fn ls(cluster: Option<&Path>, path: &str, recursive: bool) -> anyhow::
         }
         return Ok(());
     }
-    let entries = client.list(path, recursive).await.with_context(|| format!("list {path}"))?;
+    let entries = client
+        .list(path, recursive)
+        .await
+        .with_context(|| format!("list {path}"))?;
     for entry in entries {
         match entry {
             ListEntry::Prefix(p) => println!("{:>12}  {:<23}  {p}", "-", "-"),
@@ -50,7 +53,10 @@ pub async fn cat(cluster: Option<&Path>, path: &str, offset: u64, length: Option
     let mut at = offset;
     while at < end {
         let n = CAT_PIECE_BYTES.min(end - at);
-        let bytes = client.read(path, at, n).await.with_context(|| format!("read {path} at {at}"))?;
+        let bytes = client
+            .read(path, at, n)
+            .await
+            .with_context(|| format!("read {path} at {at}"))?;
         if bytes.is_empty() {
             break;
         }
@@ -69,7 +75,12 @@ fn format_mtime(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -11,10 +11,16 @@ use crate::cluster_file;
 /// Preload `path`; print `loaded N files, X (Y already cached) in S s (R/s)`.
 pub async fn run(cluster: Option<&Path>, path: &str, quiet: bool) -> anyhow::Result<()> {
     let client = cluster_file::client(cluster)?;
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}")
-            .context("progress bar template")?,
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+        )
+        .context("progress bar template")?,
     );
     let progress = |p: LoadProgress| match p {
         LoadProgress::Planned { files, bytes } => {
@@ -23,7 +29,10 @@ pub async fn run(cluster: Option<&Path>, path: &str, quiet: bool) -> anyhow::Res
         }
         LoadProgress::Loaded(n) => bar.inc(n),
     };
-    let summary = client.load(path, &progress).await.with_context(|| format!("load {path}"));
+    let summary = client
+        .load(path, &progress)
+        .await
+        .with_context(|| format!("load {path}"));
     bar.finish_and_clear();
     let s = summary?;
     let secs = s.elapsed.as_secs_f64();

@@ -13,11 +13,18 @@ use rand::Rng;
 use crate::cluster_file;
 
 /// Write the quickstart config and serve it.
-pub async fn run(dir: Option<PathBuf>, listen: SocketAddr, metrics: SocketAddr, memory: ByteSize) -> anyhow::Result<()> {
+pub async fn run(
+    dir: Option<PathBuf>,
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    memory: ByteSize,
+) -> anyhow::Result<()> {
     let home = cluster_file::hoard_home();
     let dir = dir.unwrap_or_else(|| home.join("data"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let dir = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolve {}", dir.display()))?;
     std::fs::create_dir_all(&home).with_context(|| format!("create {}", home.display()))?;
     let config_path = cluster_file::default_cluster_file();
     let text = config_text(&dir, listen, metrics, memory);
@@ -28,7 +35,11 @@ pub async fn run(dir: Option<PathBuf>, listen: SocketAddr, metrics: SocketAddr, 
 }
 
 fn config_text(dir: &Path, listen: SocketAddr, metrics: SocketAddr, memory: ByteSize) -> String {
-    let token: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
+    let token: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let ufs = format!("file://{}", dir.display());
     let memory = memory.as_u64();
     format!(
@@ -41,11 +52,17 @@ fn config_text(dir: &Path, listen: SocketAddr, metrics: SocketAddr, memory: Byte
 
 fn print_tour(dir: &Path, config: &Path, metrics: SocketAddr) {
     println!("hoard is up: one worker caching {} as mount `data`.", dir.display());
-    println!("  cluster config: {} (the default for every hoard command)", config.display());
+    println!(
+        "  cluster config: {} (the default for every hoard command)",
+        config.display()
+    );
     println!("  metrics:        http://{metrics}/metrics");
     println!();
     println!("Try, in another terminal:");
-    println!("  cp some-file {}/            # put data in the directory", dir.display());
+    println!(
+        "  cp some-file {}/            # put data in the directory",
+        dir.display()
+    );
     println!("  hoard ls /data              # list it through hoard");
     println!("  hoard load /data            # preload it into the cache");
     println!("  hoard cat /data/some-file   # read it (now from memory)");

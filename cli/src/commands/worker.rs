@@ -9,8 +9,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use crate::cluster_file;
 
 /// Latency histogram buckets in microseconds, 10 µs to 10 s.
-const LATENCY_BUCKETS_US: &[f64] =
-    &[10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6, 1e7];
+const LATENCY_BUCKETS_US: &[f64] = &[
+    10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 1e6, 1e7,
+];
 
 /// Run worker `id` of the cluster config until SIGINT/SIGTERM.
 pub async fn run(config: Option<&Path>, id: &str) -> anyhow::Result<()> {

@@ -49,17 +49,29 @@ impl Client {
         let p = HoardPath::parse(path)?;
         let files = self.files_under(&p).await?;
         let total: u64 = files.iter().map(|f| f.size).sum();
-        progress(LoadProgress::Planned { files: files.len() as u64, bytes: total });
+        progress(LoadProgress::Planned {
+            files: files.len() as u64,
+            bytes: total,
+        });
         let cfg = &self.inner.config;
         let (chunk, max_req) = (cfg.chunk_size.as_u64(), cfg.client.max_request_bytes.as_u64());
         let requests = files.iter().flat_map(|f| {
-            let file = FileKey { mount: p.mount.clone(), path: f.path.clone(), version: f.version.clone() };
-            plan::split(0, f.size, chunk, max_req).into_iter().map(move |(off, n)| (file.clone(), f.size, off, n))
+            let file = FileKey {
+                mount: p.mount.clone(),
+                path: f.path.clone(),
+                version: f.version.clone(),
+            };
+            plan::split(0, f.size, chunk, max_req)
+                .into_iter()
+                .map(move |(off, n)| (file.clone(), f.size, off, n))
         });
         let mut results = futures::stream::iter(requests)
             .map(|(file, size, off, n)| self.load_piece(file, size, off, n))
             .buffer_unordered(cfg.client.parallel_requests as usize);
-        let mut summary = LoadSummary { files: files.len() as u64, ..LoadSummary::default() };
+        let mut summary = LoadSummary {
+            files: files.len() as u64,
+            ..LoadSummary::default()
+        };
         while let Some(result) = results.next().await {
             let (bytes, cached) = result?;
             summary.bytes += bytes;
@@ -99,16 +111,28 @@ impl Client {
     async fn load_piece(&self, file: FileKey, size: u64, offset: u64, len: u64) -> ClientResult<(u64, u64)> {
         let key = chunk_key(&file.mount, &file.path, offset / self.inner.config.chunk_size.as_u64());
         let path = format!("/{}/{}", file.mount, file.path);
-        let req = Request::Load(ReadRequest { file, file_size: size, offset, len });
+        let req = Request::Load(ReadRequest {
+            file,
+            file_size: size,
+            offset,
+            len,
+        });
         match self.call_owners(key, req, |_| Ok(())).await {
-            Ok(Reply { message: Response::Loaded(l), .. }) => {
+            Ok(Reply {
+                message: Response::Loaded(l),
+                ..
+            }) => {
                 let page = self.inner.config.page_size.as_u64();
                 Ok((l.bytes, (l.hit_pages * page).min(l.bytes)))
             }
-            Ok(Reply { message: Response::Error(e), .. }) if e.status == Status::NotFound as u16 => {
-                Err(ClientError::NotFound { path })
-            }
-            Ok(Reply { message: Response::Error(e), .. }) => Err(ClientError::Worker {
+            Ok(Reply {
+                message: Response::Error(e),
+                ..
+            }) if e.status == Status::NotFound as u16 => Err(ClientError::NotFound { path }),
+            Ok(Reply {
+                message: Response::Error(e),
+                ..
+            }) => Err(ClientError::Worker {
                 worker: String::new(),
                 status: Status::from_u16(e.status),
                 message: e.message,
@@ -118,7 +142,10 @@ impl Client {
                 status: Status::Internal,
                 message: format!("unexpected reply {:?}", other.message.kind()),
             }),
-            Err(last) => Err(ClientError::Unavailable { path, source: last.into() }),
+            Err(last) => Err(ClientError::Unavailable {
+                path,
+                source: last.into(),
+            }),
         }
     }
 }

@@ -51,7 +51,9 @@ pub(super) fn check_read(
     for page in &reply.pages {
         let start = page.index * ps;
         let page_len = ps.min(size.saturating_sub(start));
-        let Some(rel) = start.checked_sub(offset) else { return Err(format!("page {} before the range", page.index)) };
+        let Some(rel) = start.checked_sub(offset) else {
+            return Err(format!("page {} before the range", page.index));
+        };
         let Some(slice) = bytes.get(rel as usize..(rel + page_len) as usize) else {
             return Err(format!("page {} outside the payload", page.index));
         };
@@ -80,14 +82,26 @@ mod tests {
     fn check_read_catches_short_and_corrupt_payloads() {
         let data = Bytes::from(vec![7u8; 8]);
         let crc = crc32c::crc32c(&data[4..8]);
-        let reply = ReadReply { offset: 2, len: 6, page_size: 4, pages: vec![PageCrc { index: 1, crc32c: crc }], hit_pages: 0 };
+        let reply = ReadReply {
+            offset: 2,
+            len: 6,
+            page_size: 4,
+            pages: vec![PageCrc { index: 1, crc32c: crc }],
+            hit_pages: 0,
+        };
         let payload = Payload::single(data.slice(2..8));
         assert_eq!(check_read(&reply, &payload, 2, 100, 8, true), Ok(()));
-        assert!(check_read(&reply, &payload, 2, 3, 8, true).is_err(), "length must match the request");
+        assert!(
+            check_read(&reply, &payload, 2, 3, 8, true).is_err(),
+            "length must match the request"
+        );
         let mut bad = data.to_vec();
         bad[5] = 0;
         let bad = Payload::single(Bytes::from(bad).slice(2..8));
-        assert!(check_read(&reply, &bad, 2, 100, 8, true).is_err(), "corruption must be caught");
+        assert!(
+            check_read(&reply, &bad, 2, 100, 8, true).is_err(),
+            "corruption must be caught"
+        );
         assert_eq!(check_read(&reply, &bad, 2, 100, 8, false), Ok(()));
     }
 }

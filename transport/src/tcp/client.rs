@@ -100,15 +100,23 @@ impl TcpTransport {
             client_name: options.client_name.clone(),
         });
         write_frame(&mut writer, 0, Outgoing::Request(&hello), &Payload::default()).await?;
-        let frame = read_frame(&mut reader, &options.limits).await?.ok_or(TransportError::Closed)?;
+        let frame = read_frame(&mut reader, &options.limits)
+            .await?
+            .ok_or(TransportError::Closed)?;
         let (worker_id, page_size) = match decode_response(&frame)? {
             Response::Hello(h) => (h.worker_id, h.page_size),
             Response::Error(e) => {
-                return Err(TransportError::Refused { status: Status::from_u16(e.status), message: e.message });
+                return Err(TransportError::Refused {
+                    status: Status::from_u16(e.status),
+                    message: e.message,
+                });
             }
             other => {
                 let reason = format!("expected a handshake reply, got {:?}", other.kind());
-                return Err(TransportError::Malformed { kind: frame.header.kind, reason });
+                return Err(TransportError::Malformed {
+                    kind: frame.header.kind,
+                    reason,
+                });
             }
         };
         let shared = Arc::new(Shared {
@@ -118,7 +126,12 @@ impl TcpTransport {
             closed: AtomicBool::new(false),
         });
         tokio::spawn(read_replies(reader, Arc::downgrade(&shared), options.limits, peer));
-        Ok(TcpTransport { shared, peer, worker_id, page_size })
+        Ok(TcpTransport {
+            shared,
+            peer,
+            worker_id,
+            page_size,
+        })
     }
 
     /// The worker's id, from the handshake.
@@ -162,7 +175,10 @@ impl Transport for TcpTransport {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.shared.pending.lock().insert(id, tx);
-        let _guard = PendingGuard { shared: &self.shared, id };
+        let _guard = PendingGuard {
+            shared: &self.shared,
+            id,
+        };
         {
             let mut writer = self.shared.writer.lock().await;
             if let Err(e) = write_frame(&mut *writer, id, Outgoing::Request(&request), &payload).await {
@@ -180,7 +196,12 @@ impl Transport for TcpTransport {
 }
 
 /// Route every reply frame to its caller until the connection ends.
-async fn read_replies(mut reader: BufReader<OwnedReadHalf>, shared: Weak<Shared>, limits: FrameLimits, peer: SocketAddr) {
+async fn read_replies(
+    mut reader: BufReader<OwnedReadHalf>,
+    shared: Weak<Shared>,
+    limits: FrameLimits,
+    peer: SocketAddr,
+) {
     let outcome = loop {
         let frame = match read_frame(&mut reader, &limits).await {
             Ok(Some(frame)) => frame,
@@ -192,7 +213,10 @@ async fn read_replies(mut reader: BufReader<OwnedReadHalf>, shared: Weak<Shared>
             Ok(m) => m,
             Err(e) => break Err(e),
         };
-        let reply = Reply { message, payload: Payload::single(frame.payload) };
+        let reply = Reply {
+            message,
+            payload: Payload::single(frame.payload),
+        };
         if let Some(tx) = shared.pending.lock().remove(&frame.header.request_id) {
             let _ = tx.send(Ok(reply));
         }

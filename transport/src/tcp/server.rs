@@ -19,8 +19,8 @@ use tracing::{Instrument, debug, error, info_span};
 use super::{constant_time_eq, write_frame};
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
-    FrameLimits, HelloReply, Outgoing, PROTOCOL_VERSION, RawFrame, Reply, Request, Response, Status,
-    decode_request, read_frame,
+    FrameLimits, HelloReply, Outgoing, PROTOCOL_VERSION, RawFrame, Reply, Request, Response, Status, decode_request,
+    read_frame,
 };
 
 /// Serves the requests of one worker. Implemented by the worker crate.
@@ -117,7 +117,11 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
             Ok(r) => r,
             Err(e) => return error!(%peer, "closing connection: bad frame: {e}"),
         };
-        let permit = inflight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (handler, writer, id) = (handler.clone(), writer.clone(), frame.header.request_id);
         tokio::spawn(async move {
             let reply = handler.handle(request, frame.payload).await;
@@ -147,13 +151,20 @@ async fn handshake(
     let refusal = match decode_request(&frame)? {
         Request::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Some((
             Status::VersionMismatch,
-            format!("protocol version {} not supported (worker speaks {PROTOCOL_VERSION})", h.protocol_version),
+            format!(
+                "protocol version {} not supported (worker speaks {PROTOCOL_VERSION})",
+                h.protocol_version
+            ),
         )),
-        Request::Hello(h) if !constant_time_eq(h.token.as_bytes(), config.token.as_bytes()) => {
-            Some((Status::AuthFailed, format!("wrong cluster token from client `{}`", h.client_name)))
-        }
+        Request::Hello(h) if !constant_time_eq(h.token.as_bytes(), config.token.as_bytes()) => Some((
+            Status::AuthFailed,
+            format!("wrong cluster token from client `{}`", h.client_name),
+        )),
         Request::Hello(_) => None,
-        other => Some((Status::HandshakeRequired, format!("expected a handshake, got {:?}", other.kind()))),
+        other => Some((
+            Status::HandshakeRequired,
+            format!("expected a handshake, got {:?}", other.kind()),
+        )),
     };
     if let Some((status, message)) = refusal {
         send_reply(writer, frame.header.request_id, &Reply::error(status, message.clone())).await?;
@@ -169,6 +180,11 @@ async fn handshake(
 
 async fn send_reply(writer: &SharedWriter, request_id: u64, reply: &Reply) -> TransportResult<()> {
     let mut writer = writer.lock().await;
-    write_frame(&mut *writer, request_id, Outgoing::Response(&reply.message), &reply.payload).await
+    write_frame(
+        &mut *writer,
+        request_id,
+        Outgoing::Response(&reply.message),
+        &reply.payload,
+    )
+    .await
 }
-

@@ -48,13 +48,20 @@ async fn start() -> std::net::SocketAddr {
 }
 
 fn stat(path: &str) -> Request {
-    Request::Stat(StatRequest { mount: "m".into(), path: path.into() })
+    Request::Stat(StatRequest {
+        mount: "m".into(),
+        path: path.into(),
+    })
 }
 
 #[tokio::test]
 async fn handshake_and_many_requests_in_flight_out_of_order() {
     let addr = start().await;
-    let conn = Arc::new(TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect"));
+    let conn = Arc::new(
+        TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+            .await
+            .expect("connect"),
+    );
     assert_eq!(conn.worker_id(), "toy");
     assert_eq!(conn.page_size(), 4096);
     // The slow request goes first; the fast ones must not wait for it.
@@ -65,7 +72,10 @@ async fn handshake_and_many_requests_in_flight_out_of_order() {
     let started = std::time::Instant::now();
     for i in 0..50 {
         let path = format!("fast-{i}");
-        let reply = conn.call(stat(&path), crate::Payload::single(Bytes::from_static(b"xyz"))).await.expect("reply");
+        let reply = conn
+            .call(stat(&path), crate::Payload::single(Bytes::from_static(b"xyz")))
+            .await
+            .expect("reply");
         match reply.message {
             Response::Stat(m) => assert_eq!(m.size, path.len() as u64 + 3),
             other => panic!("unexpected {other:?}"),
@@ -79,37 +89,64 @@ async fn handshake_and_many_requests_in_flight_out_of_order() {
 #[tokio::test]
 async fn wrong_token_is_refused() {
     let addr = start().await;
-    let err = TcpTransport::connect(addr, ConnectOptions::new("guess")).await.expect_err("must be refused");
-    assert!(matches!(err, TransportError::Refused { status: Status::AuthFailed, .. }), "{err:?}");
+    let err = TcpTransport::connect(addr, ConnectOptions::new("guess"))
+        .await
+        .expect_err("must be refused");
+    assert!(
+        matches!(
+            err,
+            TransportError::Refused {
+                status: Status::AuthFailed,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn garbage_closes_only_that_connection() {
     let addr = start().await;
-    let good = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
+    let good = TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+        .await
+        .expect("connect");
     // A second client handshakes, then sends random bytes.
-    let bad = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
+    let bad = TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+        .await
+        .expect("connect");
     let mut raw = tokio::net::TcpStream::connect(addr).await.expect("raw connect");
     raw.write_all(&[0x5a; 4096]).await.expect("write garbage");
     drop(bad);
     for i in 0..10 {
-        let reply = good.call(stat(&format!("k{i}")), Default::default()).await.expect("good connection still served");
+        let reply = good
+            .call(stat(&format!("k{i}")), Default::default())
+            .await
+            .expect("good connection still served");
         assert!(matches!(reply.message, Response::Stat(_)));
     }
     // The garbage connection was closed by the worker.
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut raw, &mut buf))
-        .await
-        .expect("closed in time")
-        .unwrap_or(0);
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+    )
+    .await
+    .expect("closed in time")
+    .unwrap_or(0);
     assert_eq!(n, 0, "worker must close a connection that sent garbage");
 }
 
 #[tokio::test]
 async fn dropped_call_does_not_leak_or_confuse_replies() {
     let addr = start().await;
-    let conn = TcpTransport::connect(addr, ConnectOptions::new("sekrit")).await.expect("connect");
-    let timed_out = tokio::time::timeout(Duration::from_millis(20), conn.call(stat("sleep-200"), Default::default())).await;
+    let conn = TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+        .await
+        .expect("connect");
+    let timed_out = tokio::time::timeout(
+        Duration::from_millis(20),
+        conn.call(stat("sleep-200"), Default::default()),
+    )
+    .await;
     assert!(timed_out.is_err());
     let reply = conn.call(stat("after"), Default::default()).await.expect("reply");
     assert!(matches!(reply.message, Response::Stat(m) if m.path == "after"));

@@ -39,7 +39,10 @@ pub struct FrameLimits {
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        FrameLimits { max_message_bytes: 1 << 20, max_payload_bytes: 256 << 20 }
+        FrameLimits {
+            max_message_bytes: 1 << 20,
+            max_payload_bytes: 256 << 20,
+        }
     }
 }
 
@@ -85,19 +88,35 @@ impl FrameHeader {
         }
         let version = u16_at(4);
         if version != PROTOCOL_VERSION {
-            return Err(TransportError::VersionMismatch { found: version, supported: PROTOCOL_VERSION });
+            return Err(TransportError::VersionMismatch {
+                found: version,
+                supported: PROTOCOL_VERSION,
+            });
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&buf[8..16]);
-        let header =
-            FrameHeader { version, kind: u16_at(6), request_id: u64::from_le_bytes(id), message_len: u32_at(16), payload_len: u32_at(20) };
+        let header = FrameHeader {
+            version,
+            kind: u16_at(6),
+            request_id: u64::from_le_bytes(id),
+            message_len: u32_at(16),
+            payload_len: u32_at(20),
+        };
         if header.message_len > limits.max_message_bytes {
             let (len, limit) = (header.message_len.into(), limits.max_message_bytes.into());
-            return Err(TransportError::FrameTooLarge { what: "message", len, limit });
+            return Err(TransportError::FrameTooLarge {
+                what: "message",
+                len,
+                limit,
+            });
         }
         if header.payload_len > limits.max_payload_bytes {
             let (len, limit) = (header.payload_len.into(), limits.max_payload_bytes.into());
-            return Err(TransportError::FrameTooLarge { what: "payload", len, limit });
+            return Err(TransportError::FrameTooLarge {
+                what: "payload",
+                len,
+                limit,
+            });
         }
         Ok(header)
     }
@@ -119,7 +138,10 @@ pub struct RawFrame {
 /// # Errors
 /// I/O errors, an end of stream inside a frame ([`TransportError::Closed`]), and the header
 /// checks of [`FrameHeader::decode`].
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limits: &FrameLimits) -> TransportResult<Option<RawFrame>> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &FrameLimits,
+) -> TransportResult<Option<RawFrame>> {
     let mut head = [0u8; FRAME_HEADER_LEN];
     let first = reader.read(&mut head).await?;
     if first == 0 {
@@ -138,7 +160,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limits: &FrameLimi
             return Err(TransportError::Closed);
         }
     }
-    Ok(Some(RawFrame { header, message, payload: payload.freeze() }))
+    Ok(Some(RawFrame {
+        header,
+        message,
+        payload: payload.freeze(),
+    }))
 }
 
 async fn read_exact_or_closed<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> TransportResult<()> {
@@ -189,9 +215,13 @@ pub fn encode_message(request_id: u64, message: Outgoing<'_>, payload_len: u64) 
 pub fn decode_request(frame: &RawFrame) -> TransportResult<Request> {
     let kind = frame.header.kind;
     let malformed = |reason: String| TransportError::Malformed { kind, reason };
-    let archived = rkyv::access::<ArchivedRequest, rancor::Error>(&frame.message).map_err(|e| malformed(e.to_string()))?;
+    let archived =
+        rkyv::access::<ArchivedRequest, rancor::Error>(&frame.message).map_err(|e| malformed(e.to_string()))?;
     if archived.kind() as u16 != kind {
-        return Err(malformed(format!("header kind disagrees with message {:?}", archived.kind())));
+        return Err(malformed(format!(
+            "header kind disagrees with message {:?}",
+            archived.kind()
+        )));
     }
     rkyv::deserialize::<Request, rancor::Error>(archived).map_err(|e| malformed(e.to_string()))
 }
@@ -203,9 +233,13 @@ pub fn decode_request(frame: &RawFrame) -> TransportResult<Request> {
 pub fn decode_response(frame: &RawFrame) -> TransportResult<Response> {
     let kind = frame.header.kind;
     let malformed = |reason: String| TransportError::Malformed { kind, reason };
-    let archived = rkyv::access::<ArchivedResponse, rancor::Error>(&frame.message).map_err(|e| malformed(e.to_string()))?;
+    let archived =
+        rkyv::access::<ArchivedResponse, rancor::Error>(&frame.message).map_err(|e| malformed(e.to_string()))?;
     if archived.kind() as u16 != kind {
-        return Err(malformed(format!("header kind disagrees with message {:?}", archived.kind())));
+        return Err(malformed(format!(
+            "header kind disagrees with message {:?}",
+            archived.kind()
+        )));
     }
     rkyv::deserialize::<Response, rancor::Error>(archived).map_err(|e| malformed(e.to_string()))
 }
@@ -228,8 +262,17 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_with_payload() {
-        let file = FileKey { mount: "m".into(), path: "a/b".into(), version: "v1".into() };
-        let req = Request::Read(ReadRequest { file, file_size: 10, offset: 2, len: 5 });
+        let file = FileKey {
+            mount: "m".into(),
+            path: "a/b".into(),
+            version: "v1".into(),
+        };
+        let req = Request::Read(ReadRequest {
+            file,
+            file_size: 10,
+            offset: 2,
+            len: 5,
+        });
         let bytes = frame_bytes(42, &req, b"hello");
         let frame = read_one(&bytes).await.expect("read").expect("a frame");
         assert_eq!(frame.header.request_id, 42);
@@ -240,29 +283,44 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_bad_magic_version_and_size() {
-        let req = Request::Stat(StatRequest { mount: "m".into(), path: "p".into() });
+        let req = Request::Stat(StatRequest {
+            mount: "m".into(),
+            path: "p".into(),
+        });
         let good = frame_bytes(1, &req, b"");
         let mut bad = good.clone();
         bad[0] ^= 0xff;
         assert!(matches!(read_one(&bad).await, Err(TransportError::BadMagic { .. })));
         let mut bad = good.clone();
         bad[4] = 9;
-        assert!(matches!(read_one(&bad).await, Err(TransportError::VersionMismatch { found: 9, .. })));
+        assert!(matches!(
+            read_one(&bad).await,
+            Err(TransportError::VersionMismatch { found: 9, .. })
+        ));
         let mut bad = good.clone();
         bad[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(read_one(&bad).await, Err(TransportError::FrameTooLarge { what: "payload", .. })));
+        assert!(matches!(
+            read_one(&bad).await,
+            Err(TransportError::FrameTooLarge { what: "payload", .. })
+        ));
         let truncated = &good[..good.len() - 1];
         assert!(matches!(read_one(truncated).await, Err(TransportError::Closed)));
     }
 
     #[tokio::test]
     async fn rejects_corrupt_archive_and_kind_mismatch() {
-        let req = Request::Stat(StatRequest { mount: "m".into(), path: "p".into() });
+        let req = Request::Stat(StatRequest {
+            mount: "m".into(),
+            path: "p".into(),
+        });
         let mut bytes = frame_bytes(1, &req, b"");
         // Claim it is a Read: the kind check must catch it.
         bytes[6..8].copy_from_slice(&20u16.to_le_bytes());
         let frame = read_one(&bytes).await.expect("read").expect("frame");
-        assert!(matches!(decode_request(&frame), Err(TransportError::Malformed { kind: 20, .. })));
+        assert!(matches!(
+            decode_request(&frame),
+            Err(TransportError::Malformed { kind: 20, .. })
+        ));
         // Garble the archive: relative pointers now point outside the buffer.
         let mut bytes = frame_bytes(1, &req, b"");
         for b in &mut bytes[FRAME_HEADER_LEN..] {
@@ -276,7 +334,10 @@ mod tests {
     async fn random_bytes_never_panic() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let req = Request::Stat(StatRequest { mount: "mount".into(), path: "some/path".into() });
+        let req = Request::Stat(StatRequest {
+            mount: "mount".into(),
+            path: "some/path".into(),
+        });
         let good = frame_bytes(1, &req, b"");
         for _ in 0..2000 {
             let mut bytes = good.clone();

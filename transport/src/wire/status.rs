@@ -80,7 +80,11 @@ impl Status {
 
     /// The status for a code read off the wire; unknown codes become [`Status::Unknown`].
     pub fn from_u16(code: u16) -> Status {
-        Status::ALL.iter().copied().find(|s| *s as u16 == code).unwrap_or(Status::Unknown)
+        Status::ALL
+            .iter()
+            .copied()
+            .find(|s| *s as u16 == code)
+            .unwrap_or(Status::Unknown)
     }
 
     /// Whether asking another worker (or the under-store) may succeed where this failed.

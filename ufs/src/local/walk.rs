@@ -209,7 +209,11 @@ mod tests {
     fn a_slash_delimiter_reads_one_key_per_subdirectory() {
         let dir = tree(&["a/x/1", "a/x/2", "a/y", "b"]);
         fs::create_dir_all(dir.path().join("empty/inner")).expect("mkdir");
-        assert_eq!(walk(dir.path(), "", Some("/"), None), ["a/x/1", "b"], "the smallest key stands for a/");
+        assert_eq!(
+            walk(dir.path(), "", Some("/"), None),
+            ["a/x/1", "b"],
+            "the smallest key stands for a/"
+        );
         assert_eq!(walk(dir.path(), "a/", Some("/"), None), ["a/x/1", "a/y"]);
     }
 

@@ -16,7 +16,11 @@ pub struct Lru<K> {
 impl<K: Hash + Eq + Clone> Lru<K> {
     /// An empty policy.
     pub fn new() -> Self {
-        Lru { tick: 0, last_use: HashMap::new(), by_tick: BTreeMap::new() }
+        Lru {
+            tick: 0,
+            last_use: HashMap::new(),
+            by_tick: BTreeMap::new(),
+        }
     }
 
     fn touch(&mut self, key: K) {

@@ -98,14 +98,18 @@ impl<K: Hash + Eq + Clone> S3Fifo<K> {
         // The ghost queue remembers about as many keys as the cache holds.
         let limit = self.live.len().max(16);
         while self.ghost.len() > limit {
-            let Some((k, s)) = self.ghost_fifo.pop_front() else { break };
+            let Some((k, s)) = self.ghost_fifo.pop_front() else {
+                break;
+            };
             if self.ghost.get(&k) == Some(&s) {
                 self.ghost.remove(&k);
             }
         }
         // Stale ghost entries (keys re-admitted) are trimmed lazily as well.
         while self.ghost_fifo.len() > 2 * limit {
-            let Some((k, s)) = self.ghost_fifo.pop_front() else { break };
+            let Some((k, s)) = self.ghost_fifo.pop_front() else {
+                break;
+            };
             if self.ghost.get(&k) == Some(&s) {
                 self.ghost.remove(&k);
             }
@@ -147,7 +151,11 @@ impl<K: Hash + Eq + Clone> Default for S3Fifo<K> {
 impl<K: Hash + Eq + Clone + Send + std::fmt::Debug> EvictionPolicy<K> for S3Fifo<K> {
     fn insert(&mut self, key: K) {
         debug_assert!(!self.live.contains_key(&key), "insert of a tracked key");
-        let queue = if self.ghost.remove(&key).is_some() { Queue::Main } else { Queue::Small };
+        let queue = if self.ghost.remove(&key).is_some() {
+            Queue::Main
+        } else {
+            Queue::Small
+        };
         self.push(key, queue, 0);
     }
 
@@ -167,10 +175,10 @@ impl<K: Hash + Eq + Clone + Send + std::fmt::Debug> EvictionPolicy<K> for S3Fifo
 
     fn evict(&mut self) -> Option<K> {
         let small_full = self.small_len * 100 >= self.live.len() * SMALL_PERCENT;
-        if small_full || self.main.is_empty() {
-            if let Some(k) = self.evict_small() {
-                return Some(k);
-            }
+        if (small_full || self.main.is_empty())
+            && let Some(k) = self.evict_small()
+        {
+            return Some(k);
         }
         self.evict_main().or_else(|| self.evict_small())
     }
@@ -204,7 +212,10 @@ mod tests {
                 evicted.push(p.evict().expect("a victim"));
             }
         }
-        assert!(evicted.iter().all(|k| *k >= 100), "the scan evicted hot keys: {evicted:?}");
+        assert!(
+            evicted.iter().all(|k| *k >= 100),
+            "the scan evicted hot keys: {evicted:?}"
+        );
         assert_eq!(p.len(), 20);
     }
 

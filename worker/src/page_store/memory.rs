@@ -40,7 +40,11 @@ impl MemoryPageStore {
     pub fn new(capacity_bytes: u64, policy: Box<dyn EvictionPolicy<PageKey>>) -> Self {
         assert!(capacity_bytes > 0, "a page store needs capacity");
         MemoryPageStore {
-            inner: Mutex::new(Inner { pages: HashMap::new(), policy, used_bytes: 0 }),
+            inner: Mutex::new(Inner {
+                pages: HashMap::new(),
+                policy,
+                used_bytes: 0,
+            }),
             capacity_bytes,
             stats: PageStoreStats::default(),
         }
@@ -105,11 +109,18 @@ impl MemoryPageStore {
                     evicted += 1;
                 }
             }
-            debug_assert!(inner.used_bytes + size <= self.capacity_bytes, "eviction must make room");
+            debug_assert!(
+                inner.used_bytes + size <= self.capacity_bytes,
+                "eviction must make room"
+            );
             inner.used_bytes += size;
             inner.pages.insert(key, page);
             inner.policy.insert(key);
-            debug_assert_eq!(inner.pages.len(), inner.policy.len(), "policy tracks exactly the cached pages");
+            debug_assert_eq!(
+                inner.pages.len(),
+                inner.policy.len(),
+                "policy tracks exactly the cached pages"
+            );
             ::metrics::gauge!(metrics::CACHED_BYTES).set(inner.used_bytes as f64);
             ::metrics::gauge!(metrics::CACHED_PAGES).set(inner.pages.len() as f64);
         }
@@ -156,7 +167,10 @@ mod tests {
     use crate::page_store::FileId;
 
     fn key(i: u64) -> PageKey {
-        PageKey { file: FileId(1), index: i }
+        PageKey {
+            file: FileId(1),
+            index: i,
+        }
     }
 
     fn page(i: u64, len: usize) -> Page {
