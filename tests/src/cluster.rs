@@ -189,6 +189,19 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Fail when any worker logged an ERROR or WARN line: tests that expect no trouble call this.
+    ///
+    /// # Panics
+    /// When a worker logged one.
+    pub fn assert_clean_logs(&self) {
+        for i in 0..self.workers.len() {
+            let problems = self.log_problems(i);
+            assert!(problems.is_empty(), "worker {} logged problems:\n{}", self.workers[i].id, problems.join("\n"));
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.workers.len() {

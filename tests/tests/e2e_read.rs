@@ -66,6 +66,7 @@ async fn bytes_read_through_hoard_equal_the_objects() {
     }
     let missing = client.stat("/s3/no-such-object").await.expect_err("missing object");
     assert!(missing.is_not_found(), "{missing:?}");
+    cluster.assert_clean_logs();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +103,7 @@ async fn second_read_is_a_cache_hit_and_survives_the_s3_server_stopping() {
         .await
         .expect("range with S3 down");
     assert!(range[..] == want[5 * MIB + 7..5 * MIB + 7 + 4096]);
+    cluster.assert_clean_logs();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,6 +128,7 @@ async fn an_overwritten_object_is_read_fresh_after_the_metadata_ttl() {
         .await
         .expect("range of v2");
     assert!(part[..] == v2[MIB..MIB + 100]);
+    cluster.assert_clean_logs();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

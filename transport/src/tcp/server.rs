@@ -96,6 +96,8 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
     let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, write)));
     match tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &writer, &config)).await {
         Ok(Ok(())) => {}
+        // A port probe (health check) connects and leaves: nothing to worry about.
+        Ok(Err(TransportError::Closed)) => return debug!("connection closed before the handshake"),
         Ok(Err(e)) => {
             error!(%peer, "closing connection: handshake failed: {e}");
             return;
