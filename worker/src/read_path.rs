@@ -243,7 +243,9 @@ impl ReadPath {
                 for (i, (index, tx)) in run.into_iter().enumerate() {
                     let from = (i as u64 * ps).min(bytes.len() as u64) as usize;
                     let to = ((i as u64 + 1) * ps).min(bytes.len() as u64) as usize;
-                    let page = Page::new(bytes.slice(from..to));
+                    // Each page gets its own allocation: a slice would pin the whole GET buffer
+                    // in memory until every page of the run is evicted.
+                    let page = Page::new(Bytes::copy_from_slice(&bytes[from..to]));
                     if !page.data.is_empty() {
                         self.store.insert(PageKey { file: src.file, index }, page.clone());
                     }
