@@ -103,11 +103,20 @@ pub fn init_logging(args: &Args) {
         _ => "warn",
     };
     let filter = args.log.clone().unwrap_or_else(|| default.to_owned());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    let (filter, bad) = match EnvFilter::try_new(&filter) {
+        Ok(f) => (f, None),
+        Err(e) => (
+            EnvFilter::new(default),
+            Some(format!("ignoring the log filter `{filter}`: {e}")),
+        ),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
+    if let Some(warning) = bad {
+        tracing::warn!("{warning}");
+    }
 }

@@ -157,6 +157,12 @@ impl Client {
     }
 
     async fn stat_path(&self, p: &HoardPath) -> ClientResult<FileMeta> {
+        self.stat_owner(p, false).await
+    }
+
+    /// Stat through the path's metadata owner; `fresh` makes the owner ask the under-store
+    /// (the caller saw the file change) and update its cache for everyone.
+    async fn stat_owner(&self, p: &HoardPath, fresh: bool) -> ClientResult<FileMeta> {
         self.check_mount(&p.mount)?;
         if p.key.is_empty() || p.key.ends_with('/') {
             return Err(ClientError::NotFound { path: p.to_string() });
@@ -164,6 +170,7 @@ impl Client {
         let req = Request::Stat(StatRequest {
             mount: p.mount.clone(),
             path: p.key.clone(),
+            fresh,
         });
         match self.call_owners(meta_key(&p.mount, &p.key), req, |_| Ok(())).await {
             Ok(Reply {
@@ -171,12 +178,13 @@ impl Client {
                 ..
             }) => Ok(meta),
             Ok(reply) => Err(self.reply_error(p, reply)),
-            Err(_) => self.stat_ufs(p).await,
+            Err(last) => self.stat_ufs(p, last).await,
         }
     }
 
-    /// Stat straight from the under-store, bypassing the workers' metadata caches.
-    async fn stat_ufs(&self, p: &HoardPath) -> ClientResult<FileMeta> {
+    /// Stat straight from the under-store, when no worker answers.
+    async fn stat_ufs(&self, p: &HoardPath, last: String) -> ClientResult<FileMeta> {
+        self.check_fallback(p, last)?;
         let ufs = self.ufs(&p.mount).await?;
         match ufs.stat(&p.key).await {
             Ok(o) => Ok(file_meta(o)),
@@ -220,11 +228,12 @@ impl Client {
                 ..
             }) => Ok(list),
             Ok(reply) => Err(self.reply_error(&p, reply)),
-            Err(_) => self.list_ufs(&p, req).await,
+            Err(last) => self.list_ufs(&p, req, last).await,
         }
     }
 
-    async fn list_ufs(&self, p: &HoardPath, req: ListRequest) -> ClientResult<ListReply> {
+    async fn list_ufs(&self, p: &HoardPath, req: ListRequest, last: String) -> ClientResult<ListReply> {
+        self.check_fallback(p, last)?;
         let ufs = self.ufs(&p.mount).await?;
         let ufs_req = hoard_ufs::ListRequest {
             prefix: req.prefix,
@@ -236,15 +245,23 @@ impl Client {
             path: p.to_string(),
             source: Box::new(e),
         })?;
-        let mut entries: Vec<ListEntry> = page
-            .objects
-            .into_iter()
-            .map(|o| ListEntry::File(file_meta(o)))
-            .collect();
-        entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
+        let next_continuation = page.next_continuation.clone();
+        let entries = page.into_items().into_iter().map(list_entry).collect();
         Ok(ListReply {
             entries,
-            next_continuation: page.next_continuation,
+            next_continuation,
+        })
+    }
+
+    /// Whether the under-store may be used directly when workers fail (`client.ufs_fallback`).
+    fn check_fallback(&self, p: &HoardPath, last: String) -> ClientResult<()> {
+        if self.inner.config.client.ufs_fallback {
+            tracing::debug!(path = %p, "using the under-store directly: {last}");
+            return Ok(());
+        }
+        Err(ClientError::Unavailable {
+            path: p.to_string(),
+            source: last.into(),
         })
     }
 
@@ -277,7 +294,7 @@ impl Client {
                 Ok(bytes) => return Ok(bytes),
                 Err(PieceError::Fatal(e)) => return Err(e),
                 // The workers' metadata may still hold the old version: ask the under-store.
-                Err(PieceError::Stale) => meta = self.stat_ufs(&p).await?,
+                Err(PieceError::Stale) => meta = self.stat_owner(&p, true).await?,
             }
         }
         Err(ClientError::Unstable { path: p.to_string() })
@@ -378,15 +395,12 @@ impl Client {
     }
 
     async fn read_piece_ufs(&self, file: &FileKey, offset: u64, len: u64, last: String) -> Result<Bytes, PieceError> {
-        let path = format!("/{}/{}", file.mount, file.path);
-        if !self.inner.config.client.ufs_fallback {
-            return Err(ClientError::Unavailable {
-                path,
-                source: last.into(),
-            }
-            .into());
-        }
-        tracing::debug!(%path, offset, len, "reading the under-store directly: {last}");
+        let hoard_path = HoardPath {
+            mount: file.mount.clone(),
+            key: file.path.clone(),
+        };
+        self.check_fallback(&hoard_path, last)?;
+        let path = hoard_path.to_string();
         let ufs = self.ufs(&file.mount).await?;
         match ufs
             .read_range(&file.path, offset..offset + len, Some(&file.version))
@@ -452,12 +466,10 @@ impl Client {
         match reply.message {
             Response::Error(e) if e.status == Status::NotFound as u16 => ClientError::NotFound { path: p.to_string() },
             Response::Error(e) => ClientError::Worker {
-                worker: String::new(),
                 status: Status::from_u16(e.status),
                 message: e.message,
             },
             other => ClientError::Worker {
-                worker: String::new(),
                 status: Status::Internal,
                 message: format!("unexpected reply {:?}", other.kind()),
             },
@@ -546,14 +558,17 @@ impl OpenFile {
 }
 
 fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
-    let mtime_ms = o
-        .mtime
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64);
     FileMeta {
+        mtime_ms: o.mtime_ms(),
         path: o.path,
         size: o.size,
         version: o.version,
-        mtime_ms,
+    }
+}
+
+fn list_entry(item: hoard_ufs::ListItem) -> ListEntry {
+    match item {
+        hoard_ufs::ListItem::Object(o) => ListEntry::File(file_meta(o)),
+        hoard_ufs::ListItem::Prefix(p) => ListEntry::Prefix(p),
     }
 }

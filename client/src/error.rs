@@ -31,10 +31,8 @@ pub enum ClientError {
         path: String,
     },
     /// A worker answered with an error that another worker would answer too.
-    #[error("worker {worker} refused: {status:?}: {message}")]
+    #[error("worker refused: {status:?}: {message}")]
     Worker {
-        /// The worker's id.
-        worker: String,
         /// The status it gave.
         status: Status,
         /// Its message.

@@ -197,7 +197,12 @@ impl Cluster {
     pub fn assert_clean_logs(&self) {
         for i in 0..self.workers.len() {
             let problems = self.log_problems(i);
-            assert!(problems.is_empty(), "worker {} logged problems:\n{}", self.workers[i].id, problems.join("\n"));
+            assert!(
+                problems.is_empty(),
+                "worker {} logged problems:\n{}",
+                self.workers[i].id,
+                problems.join("\n")
+            );
         }
     }
 }

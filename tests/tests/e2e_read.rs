@@ -132,6 +132,25 @@ async fn an_overwritten_object_is_read_fresh_after_the_metadata_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_seen_by_a_read_refreshes_the_cached_stat_at_once() {
+    // A long TTL: only the stale-version path can make hoard notice the change.
+    let (_garage, store, cluster) = setup("[worker]\nmetadata_ttl = \"10m\"\n").await;
+    let client = cluster.client();
+    let (v1, v2) = (pattern(4, MIB), pattern(5, 2 * MIB + 3));
+    store.put("grows.bin", Bytes::from(v1)).await.expect("put v1");
+    assert_eq!(client.stat("/s3/grows.bin").await.expect("stat v1").size, MIB as u64);
+    store.put("grows.bin", Bytes::from(v2.clone())).await.expect("put v2");
+    // The cached stat still says v1; its pages were never cached, so the fill sees the change.
+    let got = client.read_all("/s3/grows.bin").await.expect("read after the change");
+    assert!(got[..] == v2[..], "a read after a seen change returns the new version");
+    assert_eq!(
+        client.stat("/s3/grows.bin").await.expect("stat v2").size,
+        v2.len() as u64
+    );
+    cluster.assert_clean_logs();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_read_does_not_fail_the_read() {
     let (_garage, store, mut cluster) = setup("[worker]\nreadahead = \"0B\"\n").await;
     // One request in flight at a time, 1 MiB each: a cold 100 MiB read takes a while.

@@ -151,7 +151,8 @@ pub struct ClientSection {
     pub parallel_requests: u32,
     /// Workers tried (in ring order) before reading the under-store directly.
     pub max_worker_attempts: u32,
-    /// Read the under-store directly when no worker can serve.
+    /// Read, stat and list the under-store directly when no worker can serve (loads never do:
+    /// loading into no cache is pointless).
     pub ufs_fallback: bool,
     /// Verify the CRC32C of whole pages received.
     pub verify_checksums: bool,
@@ -307,8 +308,12 @@ impl ClusterConfig {
         if self.client.connections_per_worker == 0 || self.client.parallel_requests == 0 {
             return invalid("`client.connections_per_worker` and `client.parallel_requests` must be at least 1".into());
         }
-        if self.client.max_request_bytes.as_u64() < page {
-            return invalid("`client.max_request_bytes` must be at least one page".into());
+        let request = self.client.max_request_bytes.as_u64();
+        if request < page || !request.is_multiple_of(page) || request > crate::wire::MAX_READ_BYTES {
+            return invalid(format!(
+                "`client.max_request_bytes` ({request}) must be a multiple of `page_size` ({page}) and at most {}",
+                crate::wire::MAX_READ_BYTES
+            ));
         }
         Ok(())
     }

@@ -14,13 +14,13 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use hoard_transport::{Transport, tcp::{TcpTransport, ConnectOptions}, wire::{Request, StatRequest}};
 //! let conn = TcpTransport::connect("127.0.0.1:7301", ConnectOptions::new("secret-token")).await?;
-//! let reply = conn.call(Request::Stat(StatRequest { mount: "data".into(), path: "a.bin".into() }), Default::default()).await?;
+//! let reply = conn.call(Request::Stat(StatRequest { mount: "data".into(), path: "a.bin".into(), fresh: false }), Default::default()).await?;
 //! println!("{:?}", reply.message);
 //! # Ok(()) }
 //! ```
 //!
 //! # Feature flags
-//! - `testing`: nothing yet beyond what tests of this crate use; reserved for test doubles.
+//! None yet (the `rdma` transport arrives behind one).
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -15,8 +15,8 @@ pub use frame::{
     decode_response, encode_message, read_frame,
 };
 pub use message::{
-    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MessageKind,
-    PageCrc, ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
+    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES,
+    MessageKind, PageCrc, ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
 };
 pub use status::Status;
 

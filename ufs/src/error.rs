@@ -85,6 +85,9 @@ impl UfsError {
         if source.kind() == std::io::ErrorKind::NotFound {
             return UfsError::NotFound { path: path.into() };
         }
-        UfsError::Io { path: path.into(), source }
+        UfsError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -84,6 +84,43 @@ pub struct ListPage {
     pub next_continuation: Option<String>,
 }
 
+impl ObjectMeta {
+    /// Modification time in milliseconds since the Unix epoch; 0 when unknown.
+    pub fn mtime_ms(&self) -> u64 {
+        let since_epoch = self.mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// One entry of a listing page: an object or a common prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListItem {
+    /// An object.
+    Object(ObjectMeta),
+    /// A common prefix ("directory"), ending with the delimiter.
+    Prefix(String),
+}
+
+impl ListItem {
+    /// The key (or prefix) the item sorts by.
+    pub fn key(&self) -> &str {
+        match self {
+            ListItem::Object(o) => &o.path,
+            ListItem::Prefix(p) => p,
+        }
+    }
+}
+
+impl ListPage {
+    /// Objects and common prefixes merged into one list in key order.
+    pub fn into_items(self) -> Vec<ListItem> {
+        let mut items: Vec<ListItem> = self.objects.into_iter().map(ListItem::Object).collect();
+        items.extend(self.common_prefixes.into_iter().map(ListItem::Prefix));
+        items.sort_by(|a, b| a.key().cmp(b.key()));
+        items
+    }
+}
+
 /// A listing request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListRequest {
@@ -137,10 +174,12 @@ pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     async fn create_multipart(&self, path: &str) -> UfsResult<String>;
 
     /// Upload part `part_number` (1-based) of an upload.
-    async fn upload_part(&self, path: &str, upload_id: &str, part_number: u32, data: Bytes) -> UfsResult<CompletedPart>;
+    async fn upload_part(&self, path: &str, upload_id: &str, part_number: u32, data: Bytes)
+    -> UfsResult<CompletedPart>;
 
     /// Finish an upload from its parts, in part-number order; returns the new object's metadata.
-    async fn complete_multipart(&self, path: &str, upload_id: &str, parts: Vec<CompletedPart>) -> UfsResult<ObjectMeta>;
+    async fn complete_multipart(&self, path: &str, upload_id: &str, parts: Vec<CompletedPart>)
+    -> UfsResult<ObjectMeta>;
 
     /// Abandon an upload and free its parts.
     async fn abort_multipart(&self, path: &str, upload_id: &str) -> UfsResult<()>;

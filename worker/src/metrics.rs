@@ -25,7 +25,7 @@ pub const REQUEST_ERRORS: &str = "worker.request_errors";
 pub const REQUEST_LATENCY_US: &str = "worker.request_latency_us";
 /// Counter, label `op`: requests made to the under-store.
 pub const UFS_REQUESTS: &str = "worker.ufs_requests";
-/// Counter, label `op`: under-store requests that failed.
+/// Counter, label `op`: under-store requests that failed (a missing object is not a failure).
 pub const UFS_ERRORS: &str = "worker.ufs_errors";
 /// Histogram, label `op`: under-store request latency in microseconds.
 pub const UFS_LATENCY_US: &str = "worker.ufs_latency_us";

@@ -7,15 +7,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, PageCrc, Payload, ReadReply, ReadRequest, Reply, Request,
-    Response, StatRequest, Status, WorkerStatus,
+    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES, PageCrc, Payload, ReadReply, ReadRequest,
+    Reply, Request, Response, StatRequest, Status, WorkerStatus,
 };
-use hoard_ufs::{ObjectMeta, UfsError, UnderStore};
+use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
 
 use crate::metadata::{ListKey, MetadataCache};
@@ -73,7 +73,7 @@ impl WorkerService {
             Ok(ufs) => ufs,
             Err(reply) => return reply,
         };
-        if let Some(cached) = self.metadata.stat(&req.mount, &req.path) {
+        if let Some(cached) = self.metadata.stat(&req.mount, &req.path).filter(|_| !req.fresh) {
             return match cached {
                 Some(meta) => Reply::message(Response::Stat(meta)),
                 None => not_found(&req.mount, &req.path),
@@ -116,16 +116,11 @@ impl WorkerService {
         };
         match self.meter.call("list", ufs.list(&ufs_req)).await {
             Ok(page) => {
-                let mut entries: Vec<ListEntry> = page
-                    .objects
-                    .into_iter()
-                    .map(|o| ListEntry::File(file_meta(o)))
-                    .collect();
-                entries.extend(page.common_prefixes.into_iter().map(ListEntry::Prefix));
-                entries.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+                let next_continuation = page.next_continuation.clone();
+                let entries = page.into_items().into_iter().map(list_entry).collect();
                 let reply = ListReply {
                     entries,
-                    next_continuation: page.next_continuation,
+                    next_continuation,
                 };
                 self.metadata.put_list(key, reply.clone());
                 Reply::message(Response::List(reply))
@@ -137,6 +132,10 @@ impl WorkerService {
     /// The pages of a read or load request.
     async fn pages(&self, req: &ReadRequest) -> Result<(Arc<FillSource>, ReadPages), Reply> {
         let ufs = self.mount(&req.file.mount)?.clone();
+        if req.len > MAX_READ_BYTES {
+            let message = format!("a read may ask for at most {MAX_READ_BYTES} bytes, not {}", req.len);
+            return Err(Reply::error(Status::InvalidArgument, message));
+        }
         let src = Arc::new(FillSource {
             file: FileId::of(&req.file),
             ufs,
@@ -282,23 +281,19 @@ fn request_kind(request: &Request) -> &'static str {
     }
 }
 
-fn entry_key(e: &ListEntry) -> &str {
-    match e {
-        ListEntry::File(f) => &f.path,
-        ListEntry::Prefix(p) => p,
+fn list_entry(item: ListItem) -> ListEntry {
+    match item {
+        ListItem::Object(o) => ListEntry::File(file_meta(o)),
+        ListItem::Prefix(p) => ListEntry::Prefix(p),
     }
 }
 
 fn file_meta(o: ObjectMeta) -> FileMeta {
-    let mtime_ms = o
-        .mtime
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64);
     FileMeta {
+        mtime_ms: o.mtime_ms(),
         path: o.path,
         size: o.size,
         version: o.version,
-        mtime_ms,
     }
 }
 

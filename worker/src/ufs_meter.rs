@@ -23,7 +23,8 @@ impl UfsMeter {
         let result = request.await;
         let micros = started.elapsed().as_secs_f64() * 1e6;
         ::metrics::histogram!(metrics::UFS_LATENCY_US, "op" => op).record(micros);
-        if result.is_err() {
+        // A missing object is an answer, not a failure of the under-store.
+        if result.as_ref().is_err_and(|e| !e.is_not_found()) {
             ::metrics::counter!(metrics::UFS_ERRORS, "op" => op).increment(1);
         }
         result

@@ -27,19 +27,26 @@ pub async fn run(
         .with_context(|| format!("resolve {}", dir.display()))?;
     std::fs::create_dir_all(&home).with_context(|| format!("create {}", home.display()))?;
     let config_path = cluster_file::default_cluster_file();
-    let text = config_text(&dir, listen, metrics, memory);
+    // Keep the token of an earlier run, so clients configured with it keep working.
+    let token = ClusterConfig::load(&config_path)
+        .map(|c| c.token)
+        .unwrap_or_else(|_| new_token());
+    let text = config_text(&token, &dir, listen, metrics, memory);
     let cluster = ClusterConfig::parse(&text).context("build the quickstart config")?;
     std::fs::write(&config_path, &text).with_context(|| format!("write {}", config_path.display()))?;
     print_tour(&dir, &config_path, metrics);
     super::worker::serve(WorkerConfig::from_cluster(&cluster, "w1")?).await
 }
 
-fn config_text(dir: &Path, listen: SocketAddr, metrics: SocketAddr, memory: ByteSize) -> String {
-    let token: String = rand::rng()
+fn new_token() -> String {
+    rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
         .take(32)
         .map(char::from)
-        .collect();
+        .collect()
+}
+
+fn config_text(token: &str, dir: &Path, listen: SocketAddr, metrics: SocketAddr, memory: ByteSize) -> String {
     let ufs = format!("file://{}", dir.display());
     let memory = memory.as_u64();
     format!(

@@ -133,12 +133,10 @@ impl Client {
                 message: Response::Error(e),
                 ..
             }) => Err(ClientError::Worker {
-                worker: String::new(),
                 status: Status::from_u16(e.status),
                 message: e.message,
             }),
             Ok(other) => Err(ClientError::Worker {
-                worker: String::new(),
                 status: Status::Internal,
                 message: format!("unexpected reply {:?}", other.message.kind()),
             }),

@@ -127,8 +127,20 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
         let (handler, writer, id) = (handler.clone(), writer.clone(), frame.header.request_id);
         tokio::spawn(async move {
             let reply = handler.handle(request, frame.payload).await;
-            if let Err(e) = send_reply(&writer, id, &reply).await {
-                debug!("failed to send a reply: {e}");
+            match send_reply(&writer, id, &reply).await {
+                Ok(()) => {}
+                // The reply itself could not be framed (a bug): tell the client instead of
+                // leaving it to time out.
+                Err(TransportError::Encode(e)) => {
+                    error!("failed to encode a reply: {e}");
+                    let _ = send_reply(
+                        &writer,
+                        id,
+                        &Reply::error(Status::Internal, format!("encode reply: {e}")),
+                    )
+                    .await;
+                }
+                Err(e) => debug!("failed to send a reply: {e}"),
             }
             drop(permit);
         });
@@ -140,7 +152,7 @@ async fn handshake(
     writer: &SharedWriter,
     config: &ServerConfig,
 ) -> TransportResult<()> {
-    let frame: RawFrame = match read_frame(reader, &config.limits).await {
+    let frame: RawFrame = match read_frame(reader, &FrameLimits::HANDSHAKE).await {
         Ok(Some(frame)) => frame,
         Ok(None) => return Err(TransportError::Closed),
         Err(e @ TransportError::VersionMismatch { .. }) => {

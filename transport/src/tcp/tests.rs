@@ -51,6 +51,7 @@ fn stat(path: &str) -> Request {
     Request::Stat(StatRequest {
         mount: "m".into(),
         path: path.into(),
+        fresh: false,
     })
 }
 

@@ -37,6 +37,15 @@ pub struct FrameLimits {
     pub max_payload_bytes: u32,
 }
 
+impl FrameLimits {
+    /// Limits for the first frame of a connection, before the peer is authenticated: a small
+    /// message and no payload, so that nobody can make a worker allocate before the handshake.
+    pub const HANDSHAKE: FrameLimits = FrameLimits {
+        max_message_bytes: 16 << 10,
+        max_payload_bytes: 0,
+    };
+}
+
 impl Default for FrameLimits {
     fn default() -> Self {
         FrameLimits {
@@ -286,6 +295,7 @@ mod tests {
         let req = Request::Stat(StatRequest {
             mount: "m".into(),
             path: "p".into(),
+            fresh: false,
         });
         let good = frame_bytes(1, &req, b"");
         let mut bad = good.clone();
@@ -312,6 +322,7 @@ mod tests {
         let req = Request::Stat(StatRequest {
             mount: "m".into(),
             path: "p".into(),
+            fresh: false,
         });
         let mut bytes = frame_bytes(1, &req, b"");
         // Claim it is a Read: the kind check must catch it.
@@ -337,6 +348,7 @@ mod tests {
         let req = Request::Stat(StatRequest {
             mount: "mount".into(),
             path: "some/path".into(),
+            fresh: false,
         });
         let good = frame_bytes(1, &req, b"");
         for _ in 0..2000 {

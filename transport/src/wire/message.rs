@@ -32,6 +32,9 @@ pub struct StatRequest {
     pub mount: String,
     /// Path within the mount.
     pub path: String,
+    /// Ask the under-store even if a cached answer is fresh (the client saw the file change),
+    /// and replace the cached answer.
+    pub fresh: bool,
 }
 
 /// List one page of a directory or prefix.
@@ -49,7 +52,11 @@ pub struct ListRequest {
     pub max_keys: u32,
 }
 
-/// Read bytes `[offset, offset + len)` of a file version. The bytes come back as the payload.
+/// Most bytes one [`ReadRequest`] may ask for; larger requests are refused as invalid.
+pub const MAX_READ_BYTES: u64 = 128 << 20;
+
+/// Read bytes `[offset, offset + len)` of a file version (at most [`MAX_READ_BYTES`]). The
+/// bytes come back as the payload.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ReadRequest {
     /// The file and the version the client expects.

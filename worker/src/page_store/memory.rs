@@ -80,6 +80,7 @@ impl MemoryPageStore {
         let page = inner.pages.remove(key)?;
         inner.used_bytes -= page.data.len() as u64;
         inner.policy.remove(key);
+        publish_gauges(&inner);
         Some(page)
     }
 
@@ -121,8 +122,7 @@ impl MemoryPageStore {
                 inner.policy.len(),
                 "policy tracks exactly the cached pages"
             );
-            ::metrics::gauge!(metrics::CACHED_BYTES).set(inner.used_bytes as f64);
-            ::metrics::gauge!(metrics::CACHED_PAGES).set(inner.pages.len() as f64);
+            publish_gauges(&inner);
         }
         if evicted > 0 {
             self.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
@@ -154,6 +154,11 @@ impl MemoryPageStore {
     pub fn stats(&self) -> &PageStoreStats {
         &self.stats
     }
+}
+
+fn publish_gauges(inner: &Inner) {
+    ::metrics::gauge!(metrics::CACHED_BYTES).set(inner.used_bytes as f64);
+    ::metrics::gauge!(metrics::CACHED_PAGES).set(inner.pages.len() as f64);
 }
 
 #[cfg(test)]
