@@ -81,6 +81,13 @@ impl UfsError {
         matches!(self, UfsError::NotFound { .. })
     }
 
+    pub(crate) fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        UfsError::Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
             return UfsError::NotFound { path: path.into() };

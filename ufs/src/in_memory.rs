@@ -90,13 +90,6 @@ fn check_key(path: &str) -> UfsResult<()> {
     Ok(())
 }
 
-fn invalid(path: &str, reason: impl Into<String>) -> UfsError {
-    UfsError::Invalid {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -144,7 +137,7 @@ impl UnderStore for InMemoryStore {
             });
         }
         if range.start > range.end {
-            return Err(invalid(
+            return Err(UfsError::invalid(
                 path,
                 format!("range {}..{} ends before it starts", range.start, range.end),
             ));
@@ -201,9 +194,7 @@ impl UnderStore for InMemoryStore {
         part_number: u32,
         data: Bytes,
     ) -> UfsResult<CompletedPart> {
-        if !(1..=10_000).contains(&part_number) {
-            return Err(invalid(path, format!("part number {part_number} is not in 1..=10000")));
-        }
+        crate::parts::check_part_number(path, part_number)?;
         let mut state = self.state.lock();
         let tag = format!("part-{}", state.next());
         state
@@ -221,18 +212,13 @@ impl UnderStore for InMemoryStore {
     ) -> UfsResult<ObjectMeta> {
         let mut state = self.state.lock();
         let upload = state.upload(path, upload_id)?;
-        if parts.is_empty() {
-            return Err(invalid(path, "a multipart upload needs at least one part"));
-        }
-        if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-            return Err(invalid(path, "part numbers must be strictly ascending"));
-        }
+        crate::parts::check_part_list(path, &parts)?;
         let mut data = BytesMut::new();
         for part in &parts {
             match upload.parts.get(&part.part_number) {
                 Some((tag, bytes)) if *tag == part.tag => data.extend_from_slice(bytes),
                 _ => {
-                    return Err(invalid(
+                    return Err(UfsError::invalid(
                         path,
                         format!("part {} with tag {} was not uploaded", part.part_number, part.tag),
                     ));

@@ -33,6 +33,7 @@
 
 mod error;
 mod local;
+mod parts;
 mod s3;
 mod uri;
 

@@ -77,12 +77,7 @@ impl LocalUnderStore {
 
 /// Checks that `key` names a file inside the root that is not hoard's own bookkeeping.
 pub(crate) fn validate_key(key: &str) -> UfsResult<()> {
-    let invalid = |reason: &str| {
-        Err(UfsError::Invalid {
-            path: key.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
+    let invalid = |reason: &str| Err(UfsError::invalid(key, reason));
     if key.is_empty() {
         return invalid("empty key");
     }

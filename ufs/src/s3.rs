@@ -239,30 +239,9 @@ fn copy_source(bucket: &str, key: &str) -> String {
     out
 }
 
-fn check_parts(path: &str, parts: &[CompletedPart]) -> UfsResult<()> {
-    let invalid = |reason: &str| {
-        Err(UfsError::Invalid {
-            path: path.to_owned(),
-            reason: reason.to_owned(),
-        })
-    };
-    if parts.is_empty() {
-        return invalid("a multipart upload needs at least one part");
-    }
-    if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
-        return invalid("part numbers must be strictly ascending");
-    }
-    Ok(())
-}
-
 fn part_number(path: &str, n: u32) -> UfsResult<i32> {
-    match i32::try_from(n) {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(UfsError::Invalid {
-            path: path.to_owned(),
-            reason: format!("part number {n} is out of range"),
-        }),
-    }
+    crate::parts::check_part_number(path, n)?;
+    Ok(i32::try_from(n).expect("part numbers are at most 10000"))
 }
 
 #[async_trait]
@@ -383,7 +362,7 @@ impl UnderStore for S3UnderStore {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> UfsResult<ObjectMeta> {
-        check_parts(path, &parts)?;
+        crate::parts::check_part_list(path, &parts)?;
         let mut upload = CompletedMultipartUpload::builder();
         for part in parts {
             let number = self::part_number(path, part.part_number)?;

@@ -13,9 +13,6 @@ use std::path::{Path, PathBuf};
 use super::{MULTIPART_DIR, validate_key, version_of, write_atomically};
 use crate::{CompletedPart, ObjectMeta, UfsError, UfsResult};
 
-/// Highest part number S3 accepts; the local store keeps the same limit.
-const MAX_PART_NUMBER: u32 = 10_000;
-
 /// The file in an upload's directory that names the key being uploaded.
 const KEY_FILE: &str = "key";
 
@@ -79,16 +76,9 @@ impl Upload {
         }
     }
 
-    fn check_part_number(&self, part_number: u32) -> UfsResult<()> {
-        if (1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Ok(());
-        }
-        Err(self.invalid(format!("part number {part_number} is not in 1..={MAX_PART_NUMBER}")))
-    }
-
     /// Stores part `part_number`, replacing an earlier upload of the same number.
     pub(super) fn put_part(&self, part_number: u32, data: &[u8]) -> UfsResult<CompletedPart> {
-        self.check_part_number(part_number)?;
+        crate::parts::check_part_number(&self.key, part_number)?;
         self.check_exists()?;
         let label = format!("{} part {part_number}", self.key);
         let meta = write_atomically(&label, &self.dir.join(part_number.to_string()), |f| f.write_all(data))?;
@@ -102,17 +92,11 @@ impl Upload {
     /// into `target`, then removes the upload.
     pub(super) fn complete(&self, target: &Path, parts: &[CompletedPart]) -> UfsResult<ObjectMeta> {
         self.check_exists()?;
-        if parts.is_empty() {
-            return Err(self.invalid("a multipart upload needs at least one part".to_owned()));
-        }
-        let mut files = Vec::with_capacity(parts.len());
-        for (i, part) in parts.iter().enumerate() {
-            self.check_part_number(part.part_number)?;
-            if i > 0 && parts[i - 1].part_number >= part.part_number {
-                return Err(self.invalid("part numbers must be strictly ascending".to_owned()));
-            }
-            files.push(self.open_part(part)?);
-        }
+        crate::parts::check_part_list(&self.key, parts)?;
+        let mut files: Vec<File> = parts
+            .iter()
+            .map(|part| self.open_part(part))
+            .collect::<UfsResult<_>>()?;
         let meta = write_atomically(&self.key, target, |out| {
             files.iter_mut().try_for_each(|file| io::copy(file, out).map(drop))
         })?;

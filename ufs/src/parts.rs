@@ -1,0 +1,29 @@
+//! Rules for multipart uploads that every under-store enforces the same way (S3's rules).
+
+use crate::{CompletedPart, UfsError, UfsResult};
+
+/// Highest part number S3 accepts.
+pub(crate) const MAX_PART_NUMBER: u32 = 10_000;
+
+/// A part number must be in `1..=10000`.
+pub(crate) fn check_part_number(path: &str, part_number: u32) -> UfsResult<()> {
+    if (1..=MAX_PART_NUMBER).contains(&part_number) {
+        return Ok(());
+    }
+    Err(UfsError::invalid(
+        path,
+        format!("part number {part_number} is not in 1..={MAX_PART_NUMBER}"),
+    ))
+}
+
+/// A part list to complete an upload with: not empty, valid numbers, strictly ascending.
+pub(crate) fn check_part_list(path: &str, parts: &[CompletedPart]) -> UfsResult<()> {
+    if parts.is_empty() {
+        return Err(UfsError::invalid(path, "a multipart upload needs at least one part"));
+    }
+    parts.iter().try_for_each(|p| check_part_number(path, p.part_number))?;
+    if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        return Err(UfsError::invalid(path, "part numbers must be strictly ascending"));
+    }
+    Ok(())
+}
