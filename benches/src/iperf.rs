@@ -22,14 +22,31 @@ pub async fn loopback_bits_per_second(dir: &Path, seconds: u64, streams: u32) ->
     let port = addr.port().to_string();
     let mut server = Command::new(&program);
     server.args(["-s", "-1", "-p", &port, "-B", "127.0.0.1"]);
-    let _server = ChildGuard::spawn("iperf3 server", server, &dir.join(format!("iperf3-server-{streams}.log")))?;
+    let _server = ChildGuard::spawn(
+        "iperf3 server",
+        server,
+        &dir.join(format!("iperf3-server-{streams}.log")),
+    )?;
     let limit = Duration::from_secs(seconds + 20);
     for _ in 0..CONNECT_TRIES {
         let run = tokio::process::Command::new(&program)
-            .args(["-c", "127.0.0.1", "-p", &port, "-t", &seconds.to_string(), "-P", &streams.to_string(), "-J"])
+            .args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &seconds.to_string(),
+                "-P",
+                &streams.to_string(),
+                "-J",
+            ])
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(limit, run).await.context("finish an iperf3 run in time")?.context("run iperf3")?;
+        let out = tokio::time::timeout(limit, run)
+            .await
+            .context("finish an iperf3 run in time")?
+            .context("run iperf3")?;
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("parse iperf3's JSON")?;
         if let Some(error) = json.get("error").and_then(|e| e.as_str()) {
             if error.contains("Connection refused") {

@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 mod cli;
@@ -21,7 +22,10 @@ mod throughput;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let result = match args.command {
-        cli::Command::Read(read_args) => read_args.resolve().and_then(read::run),
+        cli::Command::Read(read_args) => read_args
+            .resolve()
+            .and_then(read::run)
+            .context("run the read benchmark"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

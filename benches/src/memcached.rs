@@ -28,7 +28,7 @@ pub struct Memcached {
     pub client: MemcachedClient,
     /// Each key's value, to check what GET returns during the warm-up.
     values: Vec<Vec<u8>>,
-    _server: ChildGuard,
+    server: ChildGuard,
 }
 
 impl Memcached {
@@ -40,7 +40,18 @@ impl Memcached {
         let program = require_tool("memcached", "memcached")?;
         let addr = free_addr()?;
         let mut command = Command::new(program);
-        command.args(["-l", "127.0.0.1", "-p", &addr.port().to_string(), "-m", "2048", "-U", "0", "-t", "2"]);
+        command.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+            "-m",
+            "2048",
+            "-U",
+            "0",
+            "-t",
+            "2",
+        ]);
         if running_as_root() {
             command.args(["-u", "root"]);
         }
@@ -55,7 +66,12 @@ impl Memcached {
             client.set(k, &value).await.with_context(|| format!("SET key {k}"))?;
             values.push(value);
         }
-        Ok(Memcached { client, values, _server: server })
+        Ok(Memcached { client, values, server })
+    }
+
+    /// memcached's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.pid()
     }
 
     /// GET key `k` and check the value is the one stored.
@@ -64,7 +80,10 @@ impl Memcached {
     /// When the GET fails or returns other bytes.
     pub async fn get_checked(&mut self, k: u64) -> anyhow::Result<()> {
         let got = self.client.get(k).await?;
-        ensure!(got == self.values[k as usize].as_slice(), "memcached returned wrong bytes for key {k}");
+        ensure!(
+            got == self.values[k as usize].as_slice(),
+            "memcached returned wrong bytes for key {k}"
+        );
         Ok(())
     }
 }
@@ -85,11 +104,19 @@ impl MemcachedClient {
     /// # Errors
     /// When the connection fails.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<MemcachedClient> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connect to memcached at {addr}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to memcached at {addr}"))?;
         stream.set_nodelay(true).context("set TCP_NODELAY")?;
         let (read, writer) = stream.into_split();
         let reader = BufReader::with_capacity(64 << 10, read);
-        Ok(MemcachedClient { reader, writer, request: Vec::with_capacity(8 << 10), line: Vec::new(), value: Vec::new() })
+        Ok(MemcachedClient {
+            reader,
+            writer,
+            request: Vec::with_capacity(8 << 10),
+            line: Vec::new(),
+            value: Vec::new(),
+        })
     }
 
     /// `set k<N> 0 0 <len>` with this value.
@@ -98,12 +125,17 @@ impl MemcachedClient {
     /// I/O errors, or a reply other than `STORED`.
     pub async fn set(&mut self, k: u64, value: &[u8]) -> anyhow::Result<()> {
         self.request.clear();
-        self.request.extend_from_slice(format!("set k{k} 0 0 {}\r\n", value.len()).as_bytes());
+        self.request
+            .extend_from_slice(format!("set k{k} 0 0 {}\r\n", value.len()).as_bytes());
         self.request.extend_from_slice(value);
         self.request.extend_from_slice(b"\r\n");
         self.writer.write_all(&self.request).await.context("send a SET")?;
         self.read_line().await?;
-        ensure!(self.line == b"STORED\r\n", "SET answered {:?}", String::from_utf8_lossy(&self.line));
+        ensure!(
+            self.line == b"STORED\r\n",
+            "SET answered {:?}",
+            String::from_utf8_lossy(&self.line)
+        );
         Ok(())
     }
 
@@ -120,16 +152,27 @@ impl MemcachedClient {
         self.read_line().await?;
         let len = parse_value_header(&self.line)?;
         self.value.resize(len + 2, 0);
-        self.reader.read_exact(&mut self.value).await.context("read a GET value")?;
+        self.reader
+            .read_exact(&mut self.value)
+            .await
+            .context("read a GET value")?;
         ensure!(self.value.ends_with(b"\r\n"), "GET value is not followed by CRLF");
         self.read_line().await?;
-        ensure!(self.line == b"END\r\n", "GET ends with {:?}", String::from_utf8_lossy(&self.line));
+        ensure!(
+            self.line == b"END\r\n",
+            "GET ends with {:?}",
+            String::from_utf8_lossy(&self.line)
+        );
         Ok(&self.value[..len])
     }
 
     async fn read_line(&mut self) -> anyhow::Result<()> {
         self.line.clear();
-        let n = self.reader.read_until(b'\n', &mut self.line).await.context("read a reply line")?;
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.line)
+            .await
+            .context("read a reply line")?;
         if n == 0 {
             bail!("memcached closed the connection");
         }
@@ -165,7 +208,11 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// Whether this process runs as root (memcached then needs `-u root`).
 fn running_as_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().next()) == Some("0")
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        == Some("0")
 }
 
 #[cfg(test)]

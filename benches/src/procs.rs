@@ -35,7 +35,11 @@ impl ChildGuard {
             .stderr(out)
             .spawn()
             .with_context(|| format!("start {name} ({command:?})"))?;
-        Ok(ChildGuard { name: name.to_owned(), child, log: log.to_owned() })
+        Ok(ChildGuard {
+            name: name.to_owned(),
+            child,
+            log: log.to_owned(),
+        })
     }
 
     /// Wait until something accepts connections on `addr`, failing early if the process exits.
@@ -49,11 +53,20 @@ impl ChildGuard {
                 bail!("{} exited with {status}:\n{}", self.name, tail(&self.log));
             }
             if Instant::now() > deadline {
-                bail!("{} did not listen on {addr} within {limit:?}:\n{}", self.name, tail(&self.log));
+                bail!(
+                    "{} did not listen on {addr} within {limit:?}:\n{}",
+                    self.name,
+                    tail(&self.log)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The last lines of the process's log.
@@ -86,9 +99,56 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 /// When `program` is on no directory of `PATH`.
 pub fn require_tool(program: &str, debian_package: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file()).with_context(|| {
-        format!("find `{program}` on PATH: install it (Debian/Ubuntu: `sudo apt-get install {debian_package}`)")
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("find `{program}` on PATH: install it (Debian/Ubuntu: `sudo apt-get install {debian_package}`)")
+        })
+}
+
+/// CPU time and context switches of all threads of a process, so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcStats {
+    /// Time on a CPU, ns (`/proc/PID/task/*/schedstat`).
+    pub cpu_ns: u64,
+    /// Voluntary and involuntary context switches (`/proc/PID/task/*/status`).
+    pub switches: u64,
+}
+
+impl ProcStats {
+    /// The counters of process `pid` now; zeros where /proc cannot be read. Threads that have
+    /// exited are not counted, so take differences over spans in which the threads live on.
+    pub fn of(pid: u32) -> ProcStats {
+        let mut total = ProcStats::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return total;
+        };
+        for task in tasks.flatten() {
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total.cpu_ns += schedstat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            for line in status.lines() {
+                let count = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or(line.strip_prefix("nonvoluntary_ctxt_switches:"));
+                total.switches += count.and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// What happened since `earlier`.
+    pub fn since(self, earlier: ProcStats) -> ProcStats {
+        ProcStats {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            switches: self.switches.saturating_sub(earlier.switches),
+        }
+    }
 }
 
 /// The last 20 lines of a log file, for error messages.

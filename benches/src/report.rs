@@ -19,8 +19,10 @@ pub struct ReadReport {
     pub params: serde_json::Value,
     /// Seconds the preload (`Client::load`) took.
     pub preload_seconds: f64,
-    /// hoard: 4 KiB `Client::read` at random offsets.
+    /// hoard: 4 KiB `OpenFile::read` at random offsets (the file opened once).
     pub hoard_read_4k: LatencySummary,
+    /// Diagnostic: 4 KiB `Client::read`, which stats the file before every read.
+    pub hoard_client_read_4k: LatencySummary,
     /// Diagnostic: `Client::stat` alone (every `read` starts with one).
     pub hoard_stat: LatencySummary,
     /// Diagnostic: a 4 KiB read request straight over one connection, version known.
@@ -31,6 +33,8 @@ pub struct ReadReport {
     pub hoard_sequential: ThroughputSummary,
     /// Diagnostic: the same with `client.verify_checksums = false`.
     pub hoard_sequential_no_verify: ThroughputSummary,
+    /// Diagnostic: calls of `client.max_request_bytes` (one request each, no reassembly).
+    pub hoard_sequential_one_request_calls: ThroughputSummary,
     /// iperf3 over loopback, one stream, Gbit/s.
     pub iperf3_one_stream_gbit_s: f64,
     /// iperf3 over loopback, two streams, Gbit/s.
@@ -60,9 +64,16 @@ impl Environment {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
-            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split_once(':'))
+                    .map(|(_, m)| m.trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown".into());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Environment {
             date: utc_now(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -112,7 +123,15 @@ impl Row {
             Target::AtLeast(t) => (format!(">= {t:.2}"), Some(ratio >= t)),
             Target::None => ("-".to_owned(), None),
         };
-        Row { metric: metric.to_owned(), hoard, peer_name: peer_name.to_owned(), peer, ratio, target, met }
+        Row {
+            metric: metric.to_owned(),
+            hoard,
+            peer_name: peer_name.to_owned(),
+            peer,
+            ratio,
+            target,
+            met,
+        }
     }
 }
 
@@ -140,12 +159,15 @@ pub fn table(rows: &[Row]) -> String {
 pub fn write_json(report: &ReadReport, path: &Path) -> anyhow::Result<()> {
     let mut file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
     serde_json::to_writer_pretty(&mut file, report).context("serialise the report")?;
-    file.write_all(b"\n").with_context(|| format!("write {}", path.display()))
+    file.write_all(b"\n")
+        .with_context(|| format!("write {}", path.display()))
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)

@@ -1,10 +1,10 @@
 //! Sequential-read throughput: whole passes over the warm file in large ranges, in order, one
-//! `Client::read` call at a time (the client fans each call out over its connections).
+//! `OpenFile::read` call at a time (the client fans each call out over its connections).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use hoard_client::Client;
+use hoard_client::OpenFile;
 use serde::Serialize;
 
 use crate::hoard_side::HoardFixture;
@@ -36,19 +36,21 @@ pub struct ThroughputSummary {
 /// # Errors
 /// When a read fails or returns the wrong bytes.
 pub async fn measure(
-    client: &Client,
+    file: &OpenFile,
     fixture: &HoardFixture,
     range_bytes: u64,
     runs: u32,
     limit: Duration,
 ) -> anyhow::Result<ThroughputSummary> {
     let size = fixture.meta.size;
-    pass(client, fixture, range_bytes, true).await.context("make the checked warm-up pass")?;
+    pass(file, fixture, range_bytes, true)
+        .await
+        .context("make the checked warm-up pass")?;
     let deadline = Instant::now() + limit;
     let mut pass_seconds = Vec::with_capacity(runs as usize);
     let mut truncated = false;
     for _ in 0..runs {
-        pass_seconds.push(pass(client, fixture, range_bytes, false).await?.as_secs_f64());
+        pass_seconds.push(pass(file, fixture, range_bytes, false).await?.as_secs_f64());
         if Instant::now() > deadline {
             truncated = pass_seconds.len() < runs as usize;
             break;
@@ -72,14 +74,18 @@ pub async fn measure(
 }
 
 /// Read the whole file in order, `range_bytes` per call; with `check`, compare every byte.
-async fn pass(client: &Client, fixture: &HoardFixture, range_bytes: u64, check: bool) -> anyhow::Result<Duration> {
+async fn pass(file: &OpenFile, fixture: &HoardFixture, range_bytes: u64, check: bool) -> anyhow::Result<Duration> {
     let size = fixture.meta.size;
     let started = Instant::now();
     let mut offset = 0;
     while offset < size {
         let want = range_bytes.min(size - offset);
-        let bytes = client.read(&fixture.path, offset, want).await.context("read a range through hoard")?;
-        ensure!(bytes.len() as u64 == want, "hoard returned {} bytes at {offset}, not {want}", bytes.len());
+        let bytes = file.read(offset, want).await.context("read a range through hoard")?;
+        ensure!(
+            bytes.len() as u64 == want,
+            "hoard returned {} bytes at {offset}, not {want}",
+            bytes.len()
+        );
         if check {
             fixture.check(offset, &bytes)?;
         }
