@@ -14,8 +14,8 @@ use futures::{StreamExt, TryStreamExt};
 use hoard_transport::cluster::{ClusterConfig, MountEntry};
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, ListEntry, ListReply, ListRequest, ReadRequest, Reply, Request, Response, StatRequest, Status,
-    WorkerStatus,
+    FileKey, FileMeta, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response, StatRequest,
+    Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
@@ -172,7 +172,7 @@ impl Client {
             path: p.key.clone(),
             fresh,
         });
-        match self.call_owners(meta_key(&p.mount, &p.key), req, |_| Ok(())).await {
+        match self.call_owners(meta_key(&p.mount, &p.key), req).await {
             Ok(Reply {
                 message: Response::Stat(meta),
                 ..
@@ -220,7 +220,7 @@ impl Client {
             max_keys,
         };
         match self
-            .call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()), |_| Ok(()))
+            .call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()))
             .await
         {
             Ok(Reply {
@@ -325,9 +325,26 @@ impl Client {
     /// Read a range of a file version known from [`Client::stat`], split over chunks and workers
     /// and fetched in parallel.
     async fn read_version(&self, p: &HoardPath, meta: &FileMeta, offset: u64, len: u64) -> Result<Bytes, PieceError> {
+        Ok(self
+            .read_version_into(p, meta, offset, len, BytesMut::new())
+            .await?
+            .freeze())
+    }
+
+    /// As [`Client::read_version`], appending to `buf`. The range's room in `buf` is cut into
+    /// one slice per request, each reply's payload is read straight into its slice, and the
+    /// slices are joined back without copying: the bytes cross memory once, socket to `buf`.
+    async fn read_version_into(
+        &self,
+        p: &HoardPath,
+        meta: &FileMeta,
+        offset: u64,
+        len: u64,
+        mut buf: BytesMut,
+    ) -> Result<BytesMut, PieceError> {
         let end = offset.saturating_add(len).min(meta.size);
         if offset >= end {
-            return Ok(Bytes::new());
+            return Ok(buf);
         }
         let file = FileKey {
             mount: p.mount.clone(),
@@ -341,24 +358,37 @@ impl Client {
             cfg.chunk_size.as_u64(),
             cfg.client.max_request_bytes.as_u64(),
         );
-        let parallel = cfg.client.parallel_requests as usize;
-        let parts: Vec<Bytes> = futures::stream::iter(pieces)
-            .map(|(off, n)| self.read_piece(&file, meta.size, off, n))
-            .buffered(parallel)
+        buf.reserve((end - offset) as usize);
+        let mut spare = buf.split_off(buf.len());
+        let slices: Vec<(u64, u64, BytesMut)> = pieces
+            .into_iter()
+            .map(|(off, n)| {
+                let rest = spare.split_off(n as usize);
+                (off, n, std::mem::replace(&mut spare, rest))
+            })
+            .collect();
+        let parts: Vec<BytesMut> = futures::stream::iter(slices)
+            .map(|(off, n, slice)| self.read_piece(&file, meta.size, off, n, slice))
+            .buffered(cfg.client.parallel_requests as usize)
             .try_collect()
             .await?;
-        if parts.len() == 1 {
-            return Ok(parts.into_iter().next().expect("one part"));
-        }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
         for part in parts {
-            out.extend_from_slice(&part);
+            // O(1) when the part is still the slice it was given; a copy after a failover.
+            buf.unsplit(part);
         }
-        Ok(out.freeze())
+        Ok(buf)
     }
 
-    /// One piece of a read, inside one chunk: from its owners, else from the under-store.
-    async fn read_piece(&self, file: &FileKey, size: u64, offset: u64, len: u64) -> Result<Bytes, PieceError> {
+    /// One piece of a read, inside one chunk, into `buf` (empty, with room for `len` bytes):
+    /// from its owners, else from the under-store.
+    async fn read_piece(
+        &self,
+        file: &FileKey,
+        size: u64,
+        offset: u64,
+        len: u64,
+        buf: BytesMut,
+    ) -> Result<BytesMut, PieceError> {
         let chunk = offset / self.inner.config.chunk_size.as_u64();
         let req = Request::Read(ReadRequest {
             file: file.clone(),
@@ -367,30 +397,27 @@ impl Client {
             len,
         });
         let verify = self.inner.config.client.verify_checksums;
-        let check = |reply: &Reply| match &reply.message {
-            Response::Read(r) => plan::check_read(r, &reply.payload, offset, len, size, verify),
+        let check = |message: &Response, payload: &[u8]| match message {
+            Response::Read(r) => plan::check_read(r, payload, offset, len, size, verify),
             _ => Ok(()),
         };
-        match self
-            .call_owners(chunk_key(&file.mount, &file.path, chunk), req, check)
-            .await
-        {
-            Ok(Reply {
-                message: Response::Read(_),
-                payload,
-            }) => Ok(payload.into_contiguous()),
-            Ok(Reply {
-                message: Response::Error(e),
-                ..
-            }) if e.status == Status::StaleVersion as u16 => Err(PieceError::Stale),
-            Ok(reply) => {
+        let key = chunk_key(&file.mount, &file.path, chunk);
+        match self.call_owners_into(key, req, buf, check).await {
+            Ok((Response::Read(_), payload)) => Ok(payload),
+            Ok((Response::Error(e), _)) if e.status == Status::StaleVersion as u16 => Err(PieceError::Stale),
+            Ok((message, _)) => {
                 let p = HoardPath {
                     mount: file.mount.clone(),
                     key: file.path.clone(),
                 };
-                Err(PieceError::Fatal(self.reply_error(&p, reply)))
+                Err(PieceError::Fatal(self.reply_error(&p, Reply::message(message))))
             }
-            Err(last) => self.read_piece_ufs(file, offset, len, last).await,
+            Err(last) => {
+                let bytes = self.read_piece_ufs(file, offset, len, last).await?;
+                let mut buf = BytesMut::with_capacity(bytes.len());
+                buf.extend_from_slice(&bytes);
+                Ok(buf)
+            }
         }
     }
 
@@ -420,12 +447,25 @@ impl Client {
     /// Send a request to the owners of `key` in ring order (skipping workers that failed
     /// recently) until one gives an answer that is not worth retrying elsewhere. `check` vets a
     /// successful reply (length, checksums); a reply it rejects counts as that worker failing.
-    async fn call_owners(
+    async fn call_owners(&self, key: u64, request: Request) -> OwnerResult {
+        let (message, payload) = self
+            .call_owners_into(key, request, BytesMut::new(), |_, _| Ok(()))
+            .await?;
+        Ok(Reply {
+            message,
+            payload: Payload::single(payload.freeze()),
+        })
+    }
+
+    /// As [`Client::call_owners`], with the reply's payload landing in `recv` (the first worker
+    /// tried gets it; a retry gets a fresh buffer of the same capacity).
+    async fn call_owners_into(
         &self,
         key: u64,
         request: Request,
-        check: impl Fn(&Reply) -> Result<(), String>,
-    ) -> OwnerResult {
+        recv: BytesMut,
+        check: impl Fn(&Response, &[u8]) -> Result<(), String>,
+    ) -> Result<(Response, BytesMut), String> {
         let inner = &self.inner;
         let attempts = inner.config.client.max_worker_attempts as usize;
         let candidates = inner
@@ -435,9 +475,12 @@ impl Client {
             .filter(|w| !w.is_avoided())
             .take(attempts);
         let mut last = "no worker available".to_owned();
+        let capacity = recv.capacity();
+        let mut recv = Some(recv);
         for worker in candidates {
-            match worker.call(&inner.policy, request.clone()).await {
-                Ok(reply) => match &reply.message {
+            let buf = recv.take().unwrap_or_else(|| BytesMut::with_capacity(capacity));
+            match worker.call_into(&inner.policy, request.clone(), buf).await {
+                Ok(reply) => match &reply.0 {
                     Response::Error(e) if Status::from_u16(e.status).is_retryable_elsewhere() => {
                         last = format!(
                             "worker {}: {:?}: {}",
@@ -446,7 +489,7 @@ impl Client {
                             e.message
                         );
                     }
-                    _ => match check(&reply) {
+                    _ => match check(&reply.0, &reply.1) {
                         Ok(()) => return Ok(reply),
                         Err(why) => {
                             tracing::warn!(worker = %worker.entry.id, "bad reply, trying the next worker: {why}");
@@ -539,6 +582,26 @@ impl OpenFile {
     /// Size and version of the opened file.
     pub fn meta(&self) -> &FileMeta {
         &self.meta
+    }
+
+    /// Bytes `[offset, offset + len)` of the opened version appended to `buf`, and `buf` back.
+    /// Reusing one buffer across calls (clear it, pass it again) saves allocating and faulting
+    /// in fresh memory for every large read.
+    ///
+    /// # Errors
+    /// As [`OpenFile::read`].
+    pub async fn read_into(&self, offset: u64, len: u64, buf: BytesMut) -> ClientResult<BytesMut> {
+        match self
+            .client
+            .read_version_into(&self.path, &self.meta, offset, len, buf)
+            .await
+        {
+            Ok(bytes) => Ok(bytes),
+            Err(PieceError::Fatal(e)) => Err(e),
+            Err(PieceError::Stale) => Err(ClientError::Changed {
+                path: self.path.to_string(),
+            }),
+        }
     }
 
     /// Bytes `[offset, offset + len)` of the opened version (fewer at its end).

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use hoard_transport::cluster::WorkerEntry;
 use hoard_transport::tcp::{ConnectOptions, TcpTransport};
-use hoard_transport::wire::{Payload, Reply, Request};
+use hoard_transport::wire::{Payload, Reply, Request, Response};
 use hoard_transport::{Transport, TransportError, TransportResult};
 use parking_lot::Mutex;
 
@@ -73,9 +74,27 @@ impl WorkerHandle {
     /// # Errors
     /// [`TransportError`] when the worker cannot be reached or does not answer in time.
     pub async fn call(&self, policy: &ConnectPolicy, request: Request) -> TransportResult<Reply> {
+        let (message, payload) = self.call_into(policy, request, BytesMut::new()).await?;
+        Ok(Reply {
+            message,
+            payload: Payload::single(payload.freeze()),
+        })
+    }
+
+    /// As [`WorkerHandle::call`], with the reply's payload appended to `recv` (read straight
+    /// into its spare capacity when it fits).
+    ///
+    /// # Errors
+    /// As [`WorkerHandle::call`].
+    pub async fn call_into(
+        &self,
+        policy: &ConnectPolicy,
+        request: Request,
+        recv: BytesMut,
+    ) -> TransportResult<(Response, BytesMut)> {
         let attempt = async {
             let conn = self.connection(policy).await?;
-            conn.call(request, Payload::default()).await
+            conn.call_into(request, recv).await
         };
         let result = match tokio::time::timeout(policy.request_timeout, attempt).await {
             Ok(result) => result,

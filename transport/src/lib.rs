@@ -31,6 +31,7 @@ pub mod tcp;
 pub mod wire;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 
 pub use error::{TransportError, TransportResult};
 pub use wire::{Payload, Reply};
@@ -67,6 +68,14 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`TransportError`] when the connection fails or closes before the reply arrives.
     async fn call(&self, request: wire::Request, payload: Payload) -> TransportResult<Reply>;
+
+    /// Send `request` and wait for its reply, appending the reply's payload to `recv`. When
+    /// `recv` has enough spare capacity the bytes land there directly: a client reading a large
+    /// range hands each request its slice of one buffer and gets the range back without a copy.
+    ///
+    /// # Errors
+    /// As [`Transport::call`].
+    async fn call_into(&self, request: wire::Request, recv: BytesMut) -> TransportResult<(wire::Response, BytesMut)>;
 
     /// Whether the connection is known to be dead (then every call fails at once).
     fn is_closed(&self) -> bool;

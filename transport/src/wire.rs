@@ -12,7 +12,7 @@ mod status;
 
 pub use frame::{
     FRAME_HEADER_LEN, FrameHeader, FrameLimits, MAGIC, Outgoing, PROTOCOL_VERSION, RawFrame, decode_request,
-    decode_response, encode_message, read_frame,
+    decode_response, decode_response_message, encode_message, read_frame, read_frame_head, read_payload_into,
 };
 pub use message::{
     ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES,

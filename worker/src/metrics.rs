@@ -3,6 +3,43 @@
 //!
 //! Stability: all names here are **stable** (dashboards depend on them) unless marked otherwise.
 
+use metrics::{Counter, Histogram};
+
+/// Request kinds, as the `kind` label spells them.
+pub(crate) const REQUEST_KINDS: [&str; 6] = ["hello", "stat", "list", "read", "status", "load"];
+
+/// Handles of the per-request metrics, looked up once: a labelled lookup on every request
+/// costs a hash and a registry lookup on the hot path.
+#[derive(Debug)]
+pub(crate) struct RequestMetrics {
+    requests: Vec<Counter>,
+    latency_us: Vec<Histogram>,
+    /// `worker.bytes_served{transport="tcp"}`.
+    pub bytes_served_tcp: Counter,
+}
+
+impl RequestMetrics {
+    pub(crate) fn new() -> Self {
+        RequestMetrics {
+            requests: REQUEST_KINDS
+                .iter()
+                .map(|k| metrics::counter!(REQUESTS, "kind" => *k))
+                .collect(),
+            latency_us: REQUEST_KINDS
+                .iter()
+                .map(|k| metrics::histogram!(REQUEST_LATENCY_US, "kind" => *k))
+                .collect(),
+            bytes_served_tcp: metrics::counter!(BYTES_SERVED, "transport" => "tcp"),
+        }
+    }
+
+    /// Count one request of kind `REQUEST_KINDS[kind]` that took `micros`.
+    pub(crate) fn record(&self, kind: usize, micros: f64) {
+        self.requests[kind].increment(1);
+        self.latency_us[kind].record(micros);
+    }
+}
+
 /// Counter: page lookups served from the cache.
 pub const PAGE_HITS: &str = "worker.page_hits";
 /// Counter: page lookups that had to be filled from the under-store.

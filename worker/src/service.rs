@@ -19,7 +19,7 @@ use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
 
 use crate::metadata::{ListKey, MetadataCache};
-use crate::metrics;
+use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
 use crate::page_store::{FileId, PageKey};
 use crate::read_path::{FillSource, ReadPages, ReadPath, error_chain, ufs_status};
 use crate::ufs_meter::UfsMeter;
@@ -38,6 +38,7 @@ pub struct WorkerService {
     verify_on_read: bool,
     started: Instant,
     bytes_served: AtomicU64,
+    request_metrics: RequestMetrics,
 }
 
 impl WorkerService {
@@ -59,6 +60,7 @@ impl WorkerService {
             verify_on_read,
             started: Instant::now(),
             bytes_served: AtomicU64::new(0),
+            request_metrics: RequestMetrics::new(),
         }
     }
 
@@ -203,7 +205,7 @@ impl WorkerService {
         let payload = Payload(payload);
         let len = payload.len();
         self.bytes_served.fetch_add(len, Ordering::Relaxed);
-        ::metrics::counter!(metrics::BYTES_SERVED, "transport" => "tcp").increment(len);
+        self.request_metrics.bytes_served_tcp.increment(len);
         let reply = ReadReply {
             offset: req.offset,
             len,
@@ -237,7 +239,8 @@ impl WorkerService {
 
 impl Handler for WorkerService {
     async fn handle(&self, request: Request, _payload: Bytes) -> Reply {
-        let kind = request_kind(&request);
+        let kind_index = request_kind(&request);
+        let kind = REQUEST_KINDS[kind_index];
         let span = match &request {
             Request::Stat(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::List(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.prefix),
@@ -259,9 +262,8 @@ impl Handler for WorkerService {
         }
         .instrument(span)
         .await;
-        ::metrics::counter!(metrics::REQUESTS, "kind" => kind).increment(1);
-        ::metrics::histogram!(metrics::REQUEST_LATENCY_US, "kind" => kind)
-            .record(started.elapsed().as_secs_f64() * 1e6);
+        self.request_metrics
+            .record(kind_index, started.elapsed().as_secs_f64() * 1e6);
         if let Response::Error(e) = &reply.message {
             ::metrics::counter!(metrics::REQUEST_ERRORS, "status" => format!("{:?}", Status::from_u16(e.status)))
                 .increment(1);
@@ -270,14 +272,15 @@ impl Handler for WorkerService {
     }
 }
 
-fn request_kind(request: &Request) -> &'static str {
+/// Index of the request's kind in [`REQUEST_KINDS`].
+fn request_kind(request: &Request) -> usize {
     match request {
-        Request::Hello(_) => "hello",
-        Request::Stat(_) => "stat",
-        Request::List(_) => "list",
-        Request::Read(_) => "read",
-        Request::Status => "status",
-        Request::Load(_) => "load",
+        Request::Hello(_) => 0,
+        Request::Stat(_) => 1,
+        Request::List(_) => 2,
+        Request::Read(_) => 3,
+        Request::Status => 4,
+        Request::Load(_) => 5,
     }
 }
 

@@ -104,6 +104,6 @@ mod tests {
     fn formats_dates() {
         assert_eq!(format_mtime(0), "-");
         assert_eq!(format_mtime(86_400_000), "1970-01-02 00:00:00 UTC");
-        assert_eq!(format_mtime(1_795_000_000_000), "2026-11-18 09:46:40 UTC");
+        assert_eq!(format_mtime(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
     }
 }

@@ -117,7 +117,7 @@ impl Client {
             offset,
             len,
         });
-        match self.call_owners(key, req, |_| Ok(())).await {
+        match self.call_owners(key, req).await {
             Ok(Reply {
                 message: Response::Loaded(l),
                 ..

@@ -1,6 +1,6 @@
 //! Pure helpers of the read path: how a range is cut into requests, and what a valid reply is.
 
-use hoard_transport::wire::{Payload, ReadReply};
+use hoard_transport::wire::ReadReply;
 
 /// Cut `[offset, end)` into pieces that stay inside one chunk and are at most `max_request`
 /// bytes, in order.
@@ -21,14 +21,14 @@ pub(super) fn split(offset: u64, end: u64, chunk_size: u64, max_request: u64) ->
 /// to the file's size) and, when `verify`, the CRC32C of every whole page it carries.
 pub(super) fn check_read(
     reply: &ReadReply,
-    payload: &Payload,
+    payload: &[u8],
     offset: u64,
     len: u64,
     size: u64,
     verify: bool,
 ) -> Result<(), String> {
     let expected = offset.saturating_add(len).min(size).saturating_sub(offset);
-    if reply.offset != offset || reply.len != expected || payload.len() != expected {
+    if reply.offset != offset || reply.len != expected || payload.len() as u64 != expected {
         return Err(format!(
             "reply covers {} bytes at {} (payload {}), asked {expected} at {offset}",
             reply.len,
@@ -39,14 +39,7 @@ pub(super) fn check_read(
     if !verify || reply.pages.is_empty() {
         return Ok(());
     }
-    let contiguous;
-    let bytes: &[u8] = match payload.0.as_slice() {
-        [one] => one,
-        _ => {
-            contiguous = payload.clone().into_contiguous();
-            &contiguous
-        }
-    };
+    let bytes = payload;
     let ps = reply.page_size.max(1);
     for page in &reply.pages {
         let start = page.index * ps;
@@ -89,19 +82,19 @@ mod tests {
             pages: vec![PageCrc { index: 1, crc32c: crc }],
             hit_pages: 0,
         };
-        let payload = Payload::single(data.slice(2..8));
-        assert_eq!(check_read(&reply, &payload, 2, 100, 8, true), Ok(()));
+        let payload = &data[2..8];
+        assert_eq!(check_read(&reply, payload, 2, 100, 8, true), Ok(()));
         assert!(
-            check_read(&reply, &payload, 2, 3, 8, true).is_err(),
+            check_read(&reply, payload, 2, 3, 8, true).is_err(),
             "length must match the request"
         );
         let mut bad = data.to_vec();
         bad[5] = 0;
-        let bad = Payload::single(Bytes::from(bad).slice(2..8));
+        let bad = &bad[2..8];
         assert!(
-            check_read(&reply, &bad, 2, 100, 8, true).is_err(),
+            check_read(&reply, bad, 2, 100, 8, true).is_err(),
             "corruption must be caught"
         );
-        assert_eq!(check_read(&reply, &bad, 2, 100, 8, false), Ok(()));
+        assert_eq!(check_read(&reply, bad, 2, 100, 8, false), Ok(()));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -17,7 +18,7 @@ use super::write_frame;
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
     FrameLimits, Hello, Outgoing, PROTOCOL_VERSION, Payload, Reply, Request, Response, Status, decode_response,
-    read_frame,
+    decode_response_message, read_frame, read_frame_head, read_payload_into,
 };
 use crate::{Transport, TransportKind};
 
@@ -46,7 +47,18 @@ impl ConnectOptions {
     }
 }
 
-type Pending = Mutex<HashMap<u64, oneshot::Sender<TransportResult<Reply>>>>;
+/// A reply as the reader task hands it over: the message and the payload, in the buffer the
+/// caller registered when it had one.
+type Received = (Response, BytesMut);
+
+/// A call waiting for its reply, and the buffer its payload should land in.
+#[derive(Debug)]
+struct PendingCall {
+    tx: oneshot::Sender<TransportResult<Received>>,
+    recv: BytesMut,
+}
+
+type Pending = Mutex<HashMap<u64, PendingCall>>;
 
 #[derive(Debug)]
 struct Shared {
@@ -59,8 +71,8 @@ struct Shared {
 impl Shared {
     fn fail_all(&self) {
         self.closed.store(true, Ordering::Release);
-        for (_, tx) in self.pending.lock().drain() {
-            let _ = tx.send(Err(TransportError::Closed));
+        for (_, call) in self.pending.lock().drain() {
+            let _ = call.tx.send(Err(TransportError::Closed));
         }
     }
 }
@@ -150,6 +162,31 @@ impl TcpTransport {
     }
 }
 
+impl TcpTransport {
+    /// Send a request and wait for its reply, whose payload is appended to `recv`.
+    async fn exchange(&self, request: Request, payload: &Payload, recv: BytesMut) -> TransportResult<Received> {
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.shared.pending.lock().insert(id, PendingCall { tx, recv });
+        let _guard = PendingGuard {
+            shared: &self.shared,
+            id,
+        };
+        {
+            let mut writer = self.shared.writer.lock().await;
+            if let Err(e) = write_frame(&mut *writer, id, Outgoing::Request(&request), payload).await {
+                drop(writer);
+                self.shared.fail_all();
+                return Err(e);
+            }
+        }
+        rx.await.map_err(|_| TransportError::Closed)?
+    }
+}
+
 /// Removes a call's pending entry if the call is dropped before its reply (a timeout).
 struct PendingGuard<'a> {
     shared: &'a Shared,
@@ -169,25 +206,15 @@ impl Transport for TcpTransport {
     }
 
     async fn call(&self, request: Request, payload: Payload) -> TransportResult<Reply> {
-        if self.is_closed() {
-            return Err(TransportError::Closed);
-        }
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.shared.pending.lock().insert(id, tx);
-        let _guard = PendingGuard {
-            shared: &self.shared,
-            id,
-        };
-        {
-            let mut writer = self.shared.writer.lock().await;
-            if let Err(e) = write_frame(&mut *writer, id, Outgoing::Request(&request), &payload).await {
-                drop(writer);
-                self.shared.fail_all();
-                return Err(e);
-            }
-        }
-        rx.await.map_err(|_| TransportError::Closed)?
+        let (message, payload) = self.exchange(request, &payload, BytesMut::new()).await?;
+        Ok(Reply {
+            message,
+            payload: Payload::single(payload.freeze()),
+        })
+    }
+
+    async fn call_into(&self, request: Request, recv: BytesMut) -> TransportResult<(Response, BytesMut)> {
+        self.exchange(request, &Payload::default(), recv).await
     }
 
     fn is_closed(&self) -> bool {
@@ -195,7 +222,8 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Route every reply frame to its caller until the connection ends.
+/// Route every reply frame to its caller until the connection ends. A reply's payload is read
+/// straight into the buffer its caller registered, so large reads cost no extra copy.
 async fn read_replies(
     mut reader: BufReader<OwnedReadHalf>,
     shared: Weak<Shared>,
@@ -203,22 +231,27 @@ async fn read_replies(
     peer: SocketAddr,
 ) {
     let outcome = loop {
-        let frame = match read_frame(&mut reader, &limits).await {
-            Ok(Some(frame)) => frame,
+        let (header, message) = match read_frame_head(&mut reader, &limits).await {
+            Ok(Some(head)) => head,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
         let Some(shared) = shared.upgrade() else { return };
-        let message = match decode_response(&frame) {
+        let message = match decode_response_message(&header, &message) {
             Ok(m) => m,
             Err(e) => break Err(e),
         };
-        let reply = Reply {
-            message,
-            payload: Payload::single(frame.payload),
+        // A call that timed out is gone: its reply's payload is read and dropped.
+        let (tx, recv) = match shared.pending.lock().remove(&header.request_id) {
+            Some(call) => (Some(call.tx), call.recv),
+            None => (None, BytesMut::new()),
         };
-        if let Some(tx) = shared.pending.lock().remove(&frame.header.request_id) {
-            let _ = tx.send(Ok(reply));
+        let payload = match read_payload_into(&mut reader, header.payload_len, recv).await {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(Ok((message, payload)));
         }
     };
     if let Err(e) = outcome {

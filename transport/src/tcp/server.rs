@@ -125,7 +125,7 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
             .await
             .expect("the semaphore is never closed");
         let (handler, writer, id) = (handler.clone(), writer.clone(), frame.header.request_id);
-        tokio::spawn(async move {
+        let mut answer = Box::pin(async move {
             let reply = handler.handle(request, frame.payload).await;
             match send_reply(&writer, id, &reply).await {
                 Ok(()) => {}
@@ -144,6 +144,13 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
             }
             drop(permit);
         });
+        // A request that can be answered at once (a cache hit) is answered by this task; only
+        // one that has to wait (a fill, an under-store call) becomes a task of its own. That
+        // saves a task hand-off on the hot path and keeps replies in order when they can be.
+        let answered = std::future::poll_fn(|cx| std::task::Poll::Ready(answer.as_mut().poll(cx).is_ready())).await;
+        if !answered {
+            tokio::spawn(answer);
+        }
     }
 }
 

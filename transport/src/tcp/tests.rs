@@ -17,6 +17,20 @@ struct Toy;
 impl Handler for Toy {
     async fn handle(&self, request: Request, payload: Bytes) -> Reply {
         match request {
+            Request::Stat(s) if s.path.starts_with("bytes-") => {
+                let n: usize = s.path["bytes-".len()..].parse().unwrap_or(0);
+                let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                let meta = FileMeta {
+                    path: s.path.clone(),
+                    size: n as u64,
+                    version: "v".into(),
+                    mtime_ms: 0,
+                };
+                Reply {
+                    message: Response::Stat(meta),
+                    payload: crate::Payload::single(Bytes::from(data)),
+                }
+            }
             Request::Stat(s) => {
                 let delay_ms: u64 = s.path.strip_prefix("sleep-").and_then(|d| d.parse().ok()).unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -154,4 +168,32 @@ async fn dropped_call_does_not_leak_or_confuse_replies() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     let reply = conn.call(stat("later"), Default::default()).await.expect("reply");
     assert!(matches!(reply.message, Response::Stat(m) if m.path == "later"));
+}
+
+#[tokio::test]
+async fn call_into_lands_the_payload_in_the_callers_buffer() {
+    let addr = start().await;
+    let conn = TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+        .await
+        .expect("connect");
+    let mut whole = bytes::BytesMut::with_capacity(3 << 20);
+    let mut second = whole.split_off(1 << 20);
+    let _rest = second.split_off(1 << 20);
+    let base = whole.as_ptr();
+    let (a, b) = tokio::join!(
+        conn.call_into(stat("bytes-1048576"), whole),
+        conn.call_into(stat("bytes-1048576"), second)
+    );
+    let (mut a, b) = (a.expect("reply a").1, b.expect("reply b").1);
+    assert_eq!(a.as_ptr(), base, "the payload landed in the given buffer");
+    a.unsplit(b);
+    assert_eq!(a.as_ptr(), base);
+    assert_eq!(a.len(), 2 << 20);
+    assert!(a.iter().take(1 << 20).enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    // A buffer too small for the payload grows instead of failing.
+    let (_, small) = conn
+        .call_into(stat("bytes-5000"), bytes::BytesMut::with_capacity(16))
+        .await
+        .expect("reply");
+    assert_eq!(small.len(), 5000);
 }

@@ -151,6 +151,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limits: &FrameLimits,
 ) -> TransportResult<Option<RawFrame>> {
+    let Some((header, message)) = read_frame_head(reader, limits).await? else {
+        return Ok(None);
+    };
+    let payload = read_payload_into(reader, header.payload_len, BytesMut::new()).await?;
+    Ok(Some(RawFrame {
+        header,
+        message,
+        payload: payload.freeze(),
+    }))
+}
+
+/// Read a frame's header and archived message, leaving its payload (`header.payload_len`
+/// bytes) unread, so that the caller can pick where it lands. `Ok(None)` on a clean end of
+/// stream between frames.
+///
+/// # Errors
+/// As [`read_frame`].
+pub async fn read_frame_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &FrameLimits,
+) -> TransportResult<Option<(FrameHeader, AlignedVec)>> {
     let mut head = [0u8; FRAME_HEADER_LEN];
     let first = reader.read(&mut head).await?;
     if first == 0 {
@@ -161,19 +182,28 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     let mut message = AlignedVec::<16>::with_capacity(header.message_len as usize);
     message.resize(header.message_len as usize, 0);
     read_exact_or_closed(reader, &mut message[..]).await?;
-    let payload_len = header.payload_len as usize;
-    let mut payload = BytesMut::with_capacity(payload_len);
-    while payload.len() < payload_len {
-        let want = payload_len - payload.len();
-        if reader.read_buf(&mut (&mut payload).limit(want)).await? == 0 {
+    Ok(Some((header, message)))
+}
+
+/// Read `len` payload bytes, appending them to `buf`. They land in `buf`'s spare capacity when
+/// it has room (no allocation, no copy beyond the socket's); otherwise `buf` grows.
+///
+/// # Errors
+/// I/O errors; [`TransportError::Closed`] when the stream ends first.
+pub async fn read_payload_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: u32,
+    mut buf: BytesMut,
+) -> TransportResult<BytesMut> {
+    let target = buf.len() + len as usize;
+    buf.reserve(len as usize);
+    while buf.len() < target {
+        let want = target - buf.len();
+        if reader.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
             return Err(TransportError::Closed);
         }
     }
-    Ok(Some(RawFrame {
-        header,
-        message,
-        payload: payload.freeze(),
-    }))
+    Ok(buf)
 }
 
 async fn read_exact_or_closed<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> TransportResult<()> {
@@ -240,10 +270,18 @@ pub fn decode_request(frame: &RawFrame) -> TransportResult<Request> {
 /// # Errors
 /// [`TransportError::Malformed`] when validation fails or the kind disagrees with the header.
 pub fn decode_response(frame: &RawFrame) -> TransportResult<Response> {
-    let kind = frame.header.kind;
+    decode_response_message(&frame.header, &frame.message)
+}
+
+/// Validate and deserialise the archived message of a response whose header was read with
+/// [`read_frame_head`].
+///
+/// # Errors
+/// As [`decode_response`].
+pub fn decode_response_message(header: &FrameHeader, message: &AlignedVec) -> TransportResult<Response> {
+    let kind = header.kind;
     let malformed = |reason: String| TransportError::Malformed { kind, reason };
-    let archived =
-        rkyv::access::<ArchivedResponse, rancor::Error>(&frame.message).map_err(|e| malformed(e.to_string()))?;
+    let archived = rkyv::access::<ArchivedResponse, rancor::Error>(message).map_err(|e| malformed(e.to_string()))?;
     if archived.kind() as u16 != kind {
         return Err(malformed(format!(
             "header kind disagrees with message {:?}",

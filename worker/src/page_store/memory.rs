@@ -33,6 +33,8 @@ pub struct MemoryPageStore {
     inner: Mutex<Inner>,
     capacity_bytes: u64,
     stats: PageStoreStats,
+    hits_counter: ::metrics::Counter,
+    misses_counter: ::metrics::Counter,
 }
 
 impl MemoryPageStore {
@@ -47,6 +49,8 @@ impl MemoryPageStore {
             }),
             capacity_bytes,
             stats: PageStoreStats::default(),
+            hits_counter: ::metrics::counter!(metrics::PAGE_HITS),
+            misses_counter: ::metrics::counter!(metrics::PAGE_MISSES),
         }
     }
 
@@ -60,12 +64,12 @@ impl MemoryPageStore {
             }
             page
         };
-        let (counter, name) = match found {
-            Some(_) => (&self.stats.hits, metrics::PAGE_HITS),
-            None => (&self.stats.misses, metrics::PAGE_MISSES),
+        let (counter, exported) = match found {
+            Some(_) => (&self.stats.hits, &self.hits_counter),
+            None => (&self.stats.misses, &self.misses_counter),
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        ::metrics::counter!(name).increment(1);
+        exported.increment(1);
         found
     }
 
