@@ -96,7 +96,7 @@ async fn pass(file: &OpenFile, fixture: &HoardFixture, range_bytes: u64, check: 
             bytes.len()
         );
         if check {
-            fixture.check(offset, &bytes)?;
+            fixture.check(offset, bytes)?;
         }
         offset += want;
     }
