@@ -35,3 +35,16 @@ pub use blocking::BlockingClient;
 pub use client::{Client, ClientBuilder, LoadProgress, LoadSummary, OpenFile};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
+
+#[cfg(test)]
+mod tests {
+    /// Futures of the client's calls must be `Send`, so applications can spawn them.
+    #[allow(dead_code)]
+    fn futures_are_send(client: crate::Client) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(client.load("/m/x", &|_| {}));
+        is_send(client.read("/m/x", 0, 1));
+        is_send(client.list("/m", true));
+        is_send(client.cluster_status());
+    }
+}

@@ -55,16 +55,20 @@ impl Client {
         });
         let cfg = &self.inner.config;
         let (chunk, max_req) = (cfg.chunk_size.as_u64(), cfg.client.max_request_bytes.as_u64());
-        let requests = files.iter().flat_map(|f| {
-            let file = FileKey {
-                mount: p.mount.clone(),
-                path: f.path.clone(),
-                version: f.version.clone(),
-            };
-            plan::split(0, f.size, chunk, max_req)
-                .into_iter()
-                .map(move |(off, n)| (file.clone(), f.size, off, n))
-        });
+        // Collected first: a lazy iterator of closures here would make this future not `Send`.
+        let requests: Vec<(FileKey, u64, u64, u64)> = files
+            .iter()
+            .flat_map(|f| {
+                let file = FileKey {
+                    mount: p.mount.clone(),
+                    path: f.path.clone(),
+                    version: f.version.clone(),
+                };
+                plan::split(0, f.size, chunk, max_req)
+                    .into_iter()
+                    .map(move |(off, n)| (file.clone(), f.size, off, n))
+            })
+            .collect();
         let mut results = futures::stream::iter(requests)
             .map(|(file, size, off, n)| self.load_piece(file, size, off, n))
             .buffer_unordered(cfg.client.parallel_requests as usize);
