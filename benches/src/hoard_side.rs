@@ -107,12 +107,7 @@ impl HoardFixture {
             .read(offset, IO_BYTES)
             .await
             .context("read 4 KiB through hoard")?;
-        ensure!(
-            bytes.len() as u64 == IO_BYTES,
-            "hoard returned {} bytes, not 4096",
-            bytes.len()
-        );
-        Ok(())
+        check_4k(&bytes)
     }
 
     /// Read 4 KiB at `offset` with `Client::read`, which stats the file first.
@@ -125,12 +120,7 @@ impl HoardFixture {
             .read(&self.path, offset, IO_BYTES)
             .await
             .context("read 4 KiB through hoard")?;
-        ensure!(
-            bytes.len() as u64 == IO_BYTES,
-            "hoard returned {} bytes, not 4096",
-            bytes.len()
-        );
-        Ok(())
+        check_4k(&bytes)
     }
 
     /// Read 4 KiB at `offset` of the opened file and compare with the file on disk.
@@ -287,5 +277,15 @@ fn write_random_file(path: &Path, size: u64) -> anyhow::Result<()> {
         out.write_all(&block[..n]).context("write the benchmark file")?;
         left -= n as u64;
     }
+    Ok(())
+}
+
+/// A 4 KiB read must return 4 KiB.
+fn check_4k(bytes: &[u8]) -> anyhow::Result<()> {
+    ensure!(
+        bytes.len() as u64 == IO_BYTES,
+        "hoard returned {} bytes, not 4096",
+        bytes.len()
+    );
     Ok(())
 }

@@ -26,8 +26,8 @@ pub async fn ls(cluster: Option<&Path>, path: &str, recursive: bool) -> anyhow::
         .with_context(|| format!("list {path}"))?;
     for entry in entries {
         match entry {
-            ListEntry::Prefix(p) => println!("{:>12}  {:<23}  {p}", "-", "-"),
-            ListEntry::File(f) => println!("{:>12}  {:<23}  {}", f.size, format_mtime(f.mtime_ms), f.path),
+            ListEntry::Prefix(p) => println!("{:>12}  {:<20}  {p}", "-", "-"),
+            ListEntry::File(f) => println!("{:>12}  {:<20}  {}", f.size, format_mtime(f.mtime_ms), f.path),
         }
     }
     Ok(())
@@ -67,33 +67,13 @@ pub async fn cat(cluster: Option<&Path>, path: &str, offset: u64, length: Option
     Ok(())
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC); `-` when unknown.
 fn format_mtime(ms: u64) -> String {
     if ms == 0 {
         return "-".into();
     }
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]
@@ -103,7 +83,7 @@ mod tests {
     #[test]
     fn formats_dates() {
         assert_eq!(format_mtime(0), "-");
-        assert_eq!(format_mtime(86_400_000), "1970-01-02 00:00:00 UTC");
-        assert_eq!(format_mtime(1_795_000_000_000), "2026-11-18 11:06:40 UTC");
+        assert_eq!(format_mtime(86_400_000), "1970-01-02T00:00:00Z");
+        assert_eq!(format_mtime(1_795_000_000_000), "2026-11-18T11:06:40Z");
     }
 }
