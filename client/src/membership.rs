@@ -57,15 +57,16 @@ impl WorkerHandle {
         *self.avoid_until.lock() = Some(Instant::now() + for_how_long);
     }
 
-    async fn connection(&self, policy: &ConnectPolicy) -> TransportResult<Arc<TcpTransport>> {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+    /// The connection in pool slot `slot` (opened when missing or closed), and whether it was
+    /// opened just now.
+    async fn connection(&self, policy: &ConnectPolicy, slot: usize) -> TransportResult<(Arc<TcpTransport>, bool)> {
         let mut guard = self.connections[slot].lock().await;
         if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(conn.clone());
+            return Ok((conn.clone(), false));
         }
         let conn = Arc::new(TcpTransport::connect(self.entry.addr, policy.options.clone()).await?);
         *guard = Some(conn.clone());
-        Ok(conn)
+        Ok((conn, true))
     }
 
     /// Send one request with the policy's deadline. On a transport failure or timeout the worker
@@ -93,8 +94,19 @@ impl WorkerHandle {
         recv: BytesMut,
     ) -> TransportResult<(Response, BytesMut)> {
         let attempt = async {
-            let conn = self.connection(policy).await?;
-            conn.call_into(request, recv).await
+            let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+            let (conn, fresh) = self.connection(policy, slot).await?;
+            let capacity = recv.capacity();
+            match conn.call_into(request.clone(), recv).await {
+                // A pooled connection the worker closed while idle (it restarted): no reader
+                // watches idle connections, so the first call finds out. Reads are idempotent:
+                // ask once more on a new connection.
+                Err(TransportError::Closed | TransportError::Io(_)) if !fresh => {
+                    let (conn, _) = self.connection(policy, slot).await?;
+                    conn.call_into(request, BytesMut::with_capacity(capacity)).await
+                }
+                other => other,
+            }
         };
         let result = match tokio::time::timeout(policy.request_timeout, attempt).await {
             Ok(result) => result,

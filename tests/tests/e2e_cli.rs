@@ -129,3 +129,27 @@ fn hoard_up_serves_a_directory_with_no_config_given() {
     );
     assert!(home.path().join("cluster.toml").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_serves_again_at_once() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let big = populate(data.path());
+    let uri = format!("file://{}", data.path().display());
+    let mut cluster = Cluster::start(1, &[("local", uri)], None, "").expect("start worker");
+    let client = cluster.client();
+    assert!(client.read_all("/local/dir/b.bin").await.expect("first read")[..] == big[..]);
+    // The client's pooled connections now point at a dead process.
+    cluster.kill_worker(0);
+    cluster.start_worker(0).expect("restart");
+    for _ in 0..3 {
+        assert!(
+            client
+                .read_all("/local/dir/b.bin")
+                .await
+                .expect("read after the restart")[..]
+                == big[..]
+        );
+    }
+    // Served by the new worker process (its counters start at zero), not by the fallback.
+    assert!(cluster.metric(0, "worker_bytes_served") >= 3.0 * big.len() as f64);
+}

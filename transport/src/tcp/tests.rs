@@ -197,3 +197,56 @@ async fn call_into_lands_the_payload_in_the_callers_buffer() {
         .expect("reply");
     assert_eq!(small.len(), 5000);
 }
+
+/// Callers read replies themselves; one cancelled in the middle of a frame must leave the
+/// connection readable for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cancelled_mid_frame_leave_the_connection_usable() {
+    let addr = start().await;
+    let conn = Arc::new(
+        TcpTransport::connect(addr, ConnectOptions::new("sekrit"))
+            .await
+            .expect("connect"),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let call = conn.call_into(stat("bytes-2000000"), bytes::BytesMut::new());
+            // Some calls give up at once, some mid-payload, some not at all.
+            let limit = if i < 56 {
+                Duration::from_micros(i * 500)
+            } else {
+                Duration::from_secs(60)
+            };
+            match tokio::time::timeout(limit, call).await {
+                Ok(reply) => {
+                    let (_, payload) = reply.expect("a reply that arrives is whole");
+                    assert_eq!(payload.len(), 2_000_000);
+                    assert!(
+                        payload.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+                        "payload corrupted"
+                    );
+                    true
+                }
+                Err(_) => false,
+            }
+        }));
+    }
+    let mut completed = 0;
+    for t in tasks {
+        completed += usize::from(t.await.expect("task"));
+    }
+    assert!(
+        completed > 0 && completed < 64,
+        "the test must cancel some calls and finish others ({completed})"
+    );
+    for _ in 0..5 {
+        let (_, payload) = conn
+            .call_into(stat("bytes-100000"), bytes::BytesMut::new())
+            .await
+            .expect("still usable");
+        assert!(payload.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    }
+    assert!(!conn.is_closed());
+}
