@@ -5,7 +5,6 @@
 //! runs every request through a [`Handler`], so the worker crate never touches sockets or frames.
 
 mod client;
-mod reader;
 mod server;
 
 pub use client::{ConnectOptions, TcpTransport};

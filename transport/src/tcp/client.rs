@@ -2,24 +2,23 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::io::{BufReader, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::oneshot;
 
-use super::reader::{Pending, PendingCall, Received, ReplyReader};
 use super::write_frame;
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
     FrameLimits, Hello, Outgoing, PROTOCOL_VERSION, Payload, Reply, Request, Response, Status, decode_response,
-    read_frame,
+    decode_response_message, read_frame, read_frame_head, read_payload_into,
 };
 use crate::{Transport, TransportKind};
 
@@ -48,10 +47,22 @@ impl ConnectOptions {
     }
 }
 
+/// A reply as the reader task hands it over: the message and the payload, in the buffer the
+/// caller registered when it had one.
+type Received = (Response, BytesMut);
+
+/// A call waiting for its reply, and the buffer its payload should land in.
+#[derive(Debug)]
+struct PendingCall {
+    tx: oneshot::Sender<TransportResult<Received>>,
+    recv: BytesMut,
+}
+
+type Pending = Mutex<HashMap<u64, PendingCall>>;
+
 #[derive(Debug)]
 struct Shared {
     writer: tokio::sync::Mutex<BufWriter<OwnedWriteHalf>>,
-    reader: tokio::sync::Mutex<ReplyReader>,
     pending: Pending,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -122,11 +133,11 @@ impl TcpTransport {
         };
         let shared = Arc::new(Shared {
             writer: tokio::sync::Mutex::new(writer),
-            reader: tokio::sync::Mutex::new(ReplyReader::new(reader, options.limits)),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         });
+        tokio::spawn(read_replies(reader, Arc::downgrade(&shared), options.limits, peer));
         Ok(TcpTransport {
             shared,
             peer,
@@ -172,37 +183,7 @@ impl TcpTransport {
                 return Err(e);
             }
         }
-        self.wait_reply(id, rx).await
-    }
-
-    /// Wait for reply `id`: handed over by whoever reads the connection, or read by this caller
-    /// itself when the read half is free (see [`super::reader`]).
-    async fn wait_reply(
-        &self,
-        id: u64,
-        mut rx: oneshot::Receiver<TransportResult<Received>>,
-    ) -> TransportResult<Received> {
-        tokio::select! {
-            biased;
-            handed = &mut rx => handed.map_err(|_| TransportError::Closed)?,
-            mut reader = self.shared.reader.lock() => {
-                // The reply may have been handed over while this caller waited for the lock.
-                if let Ok(handed) = rx.try_recv() {
-                    return handed;
-                }
-                loop {
-                    match reader.next(&self.shared.pending, id).await {
-                        Ok(Some(mine)) => return Ok(mine),
-                        Ok(None) => {}
-                        Err(e) => {
-                            drop(reader);
-                            self.shared.fail_all();
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-        }
+        rx.await.map_err(|_| TransportError::Closed)?
     }
 }
 
@@ -238,5 +219,45 @@ impl Transport for TcpTransport {
 
     fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Route every reply frame to its caller until the connection ends. A reply's payload is read
+/// straight into the buffer its caller registered, so large reads cost no extra copy.
+async fn read_replies(
+    mut reader: BufReader<OwnedReadHalf>,
+    shared: Weak<Shared>,
+    limits: FrameLimits,
+    peer: SocketAddr,
+) {
+    let outcome = loop {
+        let (header, message) = match read_frame_head(&mut reader, &limits).await {
+            Ok(Some(head)) => head,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let Some(shared) = shared.upgrade() else { return };
+        let message = match decode_response_message(&header, &message) {
+            Ok(m) => m,
+            Err(e) => break Err(e),
+        };
+        // A call that timed out is gone: its reply's payload is read and dropped.
+        let (tx, recv) = match shared.pending.lock().remove(&header.request_id) {
+            Some(call) => (Some(call.tx), call.recv),
+            None => (None, BytesMut::new()),
+        };
+        let payload = match read_payload_into(&mut reader, header.payload_len, recv).await {
+            Ok(p) => p,
+            Err(e) => break Err(e),
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(Ok((message, payload)));
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(%peer, "connection to worker failed: {e}");
+    }
+    if let Some(shared) = shared.upgrade() {
+        shared.fail_all();
     }
 }
