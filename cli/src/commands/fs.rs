@@ -47,21 +47,25 @@ pub async fn stat(cluster: Option<&Path>, path: &str) -> anyhow::Result<()> {
 /// `hoard cat PATH`.
 pub async fn cat(cluster: Option<&Path>, path: &str, offset: u64, length: Option<u64>) -> anyhow::Result<()> {
     let client = cluster_file::client(cluster)?;
-    let meta = client.stat(path).await.with_context(|| format!("stat {path}"))?;
-    let end = length.map_or(meta.size, |n| offset.saturating_add(n).min(meta.size));
+    // Opened once: every piece comes from the same version of the file, with no stat per piece.
+    let file = client.open(path).await.with_context(|| format!("open {path}"))?;
+    let size = file.meta().size;
+    let end = length.map_or(size, |n| offset.saturating_add(n).min(size));
     let mut stdout = tokio::io::stdout();
+    let mut buf = bytes::BytesMut::new();
     let mut at = offset;
     while at < end {
         let n = CAT_PIECE_BYTES.min(end - at);
-        let bytes = client
-            .read(path, at, n)
+        buf.clear();
+        buf = file
+            .read_into(at, n, buf)
             .await
             .with_context(|| format!("read {path} at {at}"))?;
-        if bytes.is_empty() {
+        if buf.is_empty() {
             break;
         }
-        stdout.write_all(&bytes).await.context("write to stdout")?;
-        at += bytes.len() as u64;
+        stdout.write_all(&buf).await.context("write to stdout")?;
+        at += buf.len() as u64;
     }
     stdout.flush().await.context("write to stdout")?;
     Ok(())
