@@ -162,7 +162,12 @@ async fn a_worker_killed_mid_read_does_not_fail_the_read() {
     let want = pattern(9, 100 * MIB);
     store.put("big.bin", Bytes::from(want.clone())).await.expect("put");
     let reader = tokio::spawn(async move { client.read_all("/s3/big.bin").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill once the read is under way: at least 10 MiB served, far from the 100 MiB end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cluster.metric_total("worker_bytes_served") < (10 * MIB) as f64 {
+        assert!(std::time::Instant::now() < deadline, "the read made no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(
         !reader.is_finished(),
         "the read finished before the kill: make it slower"
