@@ -186,14 +186,7 @@ impl Client {
     async fn stat_ufs(&self, p: &HoardPath, last: String) -> ClientResult<FileMeta> {
         self.check_fallback(p, last)?;
         let ufs = self.ufs(&p.mount).await?;
-        match ufs.stat(&p.key).await {
-            Ok(o) => Ok(file_meta(o)),
-            Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path: p.to_string() }),
-            Err(e) => Err(ClientError::Unavailable {
-                path: p.to_string(),
-                source: Box::new(e),
-            }),
-        }
+        ufs.stat(&p.key).await.map(file_meta).map_err(|e| ufs_error(p, e))
     }
 
     /// One page of the entries under a directory (`/MOUNT/dir`), grouped by `/`, or of every
@@ -241,10 +234,7 @@ impl Client {
             continuation: req.continuation,
             max_keys: req.max_keys,
         };
-        let page = ufs.list(&ufs_req).await.map_err(|e| ClientError::Unavailable {
-            path: p.to_string(),
-            source: Box::new(e),
-        })?;
+        let page = ufs.list(&ufs_req).await.map_err(|e| ufs_error(p, e))?;
         let next_continuation = page.next_continuation.clone();
         let entries = page.into_items().into_iter().map(list_entry).collect();
         Ok(ListReply {
@@ -427,7 +417,6 @@ impl Client {
             key: file.path.clone(),
         };
         self.check_fallback(&hoard_path, last)?;
-        let path = hoard_path.to_string();
         let ufs = self.ufs(&file.mount).await?;
         match ufs
             .read_range(&file.path, offset..offset + len, Some(&file.version))
@@ -435,12 +424,7 @@ impl Client {
         {
             Ok(bytes) => Ok(bytes),
             Err(UfsError::VersionMismatch { .. }) => Err(PieceError::Stale),
-            Err(UfsError::NotFound { .. }) => Err(ClientError::NotFound { path }.into()),
-            Err(e) => Err(ClientError::Unavailable {
-                path,
-                source: Box::new(e),
-            }
-            .into()),
+            Err(e) => Err(ufs_error(&hoard_path, e).into()),
         }
     }
 
@@ -617,6 +601,18 @@ impl OpenFile {
                 path: self.path.to_string(),
             }),
         }
+    }
+}
+
+/// A failed direct under-store call as the caller sees it: a missing object, or an unavailable
+/// store.
+fn ufs_error(p: &HoardPath, e: UfsError) -> ClientError {
+    match e {
+        UfsError::NotFound { .. } => ClientError::NotFound { path: p.to_string() },
+        e => ClientError::Unavailable {
+            path: p.to_string(),
+            source: Box::new(e),
+        },
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ReadRequest, Reply, Request, Response, Status};
+use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ReadRequest, Reply, Request, Response};
 
 use super::{Client, plan};
 use crate::error::{ClientError, ClientResult};
@@ -114,7 +114,10 @@ impl Client {
     /// Load one piece on its owner; returns (bytes, bytes already cached).
     async fn load_piece(&self, file: FileKey, size: u64, offset: u64, len: u64) -> ClientResult<(u64, u64)> {
         let key = chunk_key(&file.mount, &file.path, offset / self.inner.config.chunk_size.as_u64());
-        let path = format!("/{}/{}", file.mount, file.path);
+        let p = HoardPath {
+            mount: file.mount.clone(),
+            key: file.path.clone(),
+        };
         let req = Request::Load(ReadRequest {
             file,
             file_size: size,
@@ -129,23 +132,9 @@ impl Client {
                 let page = self.inner.config.page_size.as_u64();
                 Ok((l.bytes, (l.hit_pages * page).min(l.bytes)))
             }
-            Ok(Reply {
-                message: Response::Error(e),
-                ..
-            }) if e.status == Status::NotFound as u16 => Err(ClientError::NotFound { path }),
-            Ok(Reply {
-                message: Response::Error(e),
-                ..
-            }) => Err(ClientError::Worker {
-                status: Status::from_u16(e.status),
-                message: e.message,
-            }),
-            Ok(other) => Err(ClientError::Worker {
-                status: Status::Internal,
-                message: format!("unexpected reply {:?}", other.message.kind()),
-            }),
+            Ok(other) => Err(self.reply_error(&p, other)),
             Err(last) => Err(ClientError::Unavailable {
-                path,
+                path: p.to_string(),
                 source: last.into(),
             }),
         }
