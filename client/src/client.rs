@@ -22,12 +22,14 @@ use hoard_ufs::{S3Config, UfsError, UnderStore};
 use crate::error::{ClientError, ClientResult};
 use crate::membership::{ConnectPolicy, WorkerHandle};
 use crate::path::HoardPath;
-use crate::ring::{Ring, chunk_key, meta_key};
+use crate::ring::{Ring, chunk_key, mount_key};
 
 mod load;
 mod plan;
+mod write;
 
 pub use load::{LoadProgress, LoadSummary};
+pub use write::{CreateOptions, Writer};
 
 /// A worker's answer, or why none of the candidates answered.
 type OwnerResult = Result<Reply, String>;
@@ -172,7 +174,7 @@ impl Client {
             path: p.key.clone(),
             fresh,
         });
-        match self.call_owners(meta_key(&p.mount, &p.key), req).await {
+        match self.call_owners(mount_key(&p.mount), req).await {
             Ok(Reply {
                 message: Response::Stat(meta),
                 ..
@@ -212,10 +214,7 @@ impl Client {
             continuation,
             max_keys,
         };
-        match self
-            .call_owners(meta_key(&p.mount, &prefix), Request::List(req.clone()))
-            .await
-        {
+        match self.call_owners(mount_key(&p.mount), Request::List(req.clone())).await {
             Ok(Reply {
                 message: Response::List(list),
                 ..
@@ -358,7 +357,7 @@ impl Client {
             })
             .collect();
         let parts: Vec<BytesMut> = futures::stream::iter(slices)
-            .map(|(off, n, slice)| self.read_piece(&file, meta.size, off, n, slice))
+            .map(|(off, n, slice)| self.read_piece(&file, meta.homed, meta.size, off, n, slice))
             .buffered(cfg.client.parallel_requests as usize)
             .try_collect()
             .await?;
@@ -374,6 +373,7 @@ impl Client {
     async fn read_piece(
         &self,
         file: &FileKey,
+        homed: bool,
         size: u64,
         offset: u64,
         len: u64,
@@ -391,7 +391,12 @@ impl Client {
             Response::Read(r) => plan::check_read(r, payload, offset, len, size, verify),
             _ => Ok(()),
         };
-        let key = chunk_key(&file.mount, &file.path, chunk);
+        // A file written through hoard lives with the mount's coordinator until it is persisted.
+        let key = if homed {
+            mount_key(&file.mount)
+        } else {
+            chunk_key(&file.mount, &file.path, chunk)
+        };
         match self.call_owners_into(key, req, buf, check).await {
             Ok((Response::Read(_), payload)) => Ok(payload),
             Ok((Response::Error(e), _)) if e.status == Status::StaleVersion as u16 => Err(PieceError::Stale),
@@ -402,6 +407,10 @@ impl Client {
                 };
                 Err(PieceError::Fatal(self.reply_error(&p, Reply::message(message))))
             }
+            Err(last) if homed => Err(PieceError::Fatal(ClientError::Unavailable {
+                path: format!("/{}/{}", file.mount, file.path),
+                source: format!("written through hoard and held by the mount's coordinator: {last}").into(),
+            })),
             Err(last) => {
                 let bytes = self.read_piece_ufs(file, offset, len, last).await?;
                 let mut buf = BytesMut::with_capacity(bytes.len());
@@ -622,6 +631,7 @@ fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
         path: o.path,
         size: o.size,
         version: o.version,
+        homed: false,
     }
 }
 

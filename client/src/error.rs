@@ -53,6 +53,12 @@ pub enum ClientError {
     /// The cluster config is unusable.
     #[error(transparent)]
     Config(#[from] hoard_transport::cluster::ConfigError),
+    /// The path exists and the call asked it not to.
+    #[error("{path}: already exists")]
+    AlreadyExists {
+        /// The path.
+        path: String,
+    },
     /// The opened file was replaced: its version is gone.
     #[error("{path} changed since it was opened")]
     Changed {

@@ -29,10 +29,10 @@ mod client;
 mod error;
 mod membership;
 pub mod path;
-pub mod ring;
+pub use hoard_transport::ring;
 
 pub use blocking::BlockingClient;
-pub use client::{Client, ClientBuilder, LoadProgress, LoadSummary, OpenFile};
+pub use client::{Client, ClientBuilder, CreateOptions, LoadProgress, LoadSummary, OpenFile, Writer};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
 

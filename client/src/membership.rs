@@ -82,6 +82,33 @@ impl WorkerHandle {
         })
     }
 
+    /// Send one request with a payload, without the reconnect-and-ask-again of
+    /// [`WorkerHandle::call`] (for requests that must not run twice), with its own deadline.
+    ///
+    /// # Errors
+    /// As [`WorkerHandle::call`].
+    pub async fn call_once(
+        &self,
+        policy: &ConnectPolicy,
+        request: Request,
+        payload: Payload,
+        timeout: Duration,
+    ) -> TransportResult<Reply> {
+        let attempt = async {
+            let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+            let (conn, _) = self.connection(policy, slot).await?;
+            conn.call(request, payload).await
+        };
+        let result = match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(timeout)),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(worker = %self.entry.id, "write request failed: {e}");
+        }
+        result
+    }
+
     /// As [`WorkerHandle::call`], with the reply's payload appended to `recv` (read straight
     /// into its spare capacity when it fits).
     ///

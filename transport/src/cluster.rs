@@ -64,6 +64,10 @@ pub struct WorkerEntry {
     /// Bytes of page memory.
     #[serde(default = "defaults::memory_capacity")]
     pub memory_capacity: ByteSize,
+    /// Directory of the worker's write journal (blobs of written files and the namespace log);
+    /// default `$HOARD_HOME/journal/<id>` (`~/.hoard/journal/<id>`).
+    #[serde(default)]
+    pub journal_dir: Option<std::path::PathBuf>,
 }
 
 /// One mount: a name mapped to an under-store URI.
@@ -74,6 +78,27 @@ pub struct MountEntry {
     pub name: String,
     /// `s3://bucket/prefix` or `file:///dir`.
     pub ufs: String,
+    /// How writes reach the under-store.
+    #[serde(default)]
+    pub write_mode: WriteMode,
+    /// With `write_mode = "cache-only"`: most bytes of files the mount may hold; writes past it
+    /// are refused with `NoSpace`.
+    #[serde(default = "defaults::cache_only_capacity")]
+    pub cache_only_capacity: ByteSize,
+}
+
+/// How a mount's writes reach its under-store (see `docs/semantics.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Acknowledged once the under-store has the data; the data is cached too (default).
+    #[default]
+    Through,
+    /// Acknowledged once the data is fsync'd in the coordinator's journal; uploaded in the
+    /// background, across restarts.
+    Back,
+    /// Kept in the journal only, never uploaded; deleted only by the user.
+    CacheOnly,
 }
 
 /// How to reach S3 (for `s3://` mounts). Unset keys come from the standard AWS environment.
@@ -113,6 +138,19 @@ pub struct WorkerSection {
     pub max_inflight_per_connection: u32,
     /// Verify each page's CRC32C when serving it, not only when filling it.
     pub verify_on_read: bool,
+    /// Part size of multipart uploads of written files (at least 5 MiB, S3's minimum).
+    pub part_size: ByteSize,
+    /// Most under-store uploads, copies and deletes of written data in flight at once.
+    pub upload_concurrency: u32,
+    /// Longest wait between retries of a failed upload (the wait doubles from 100 ms).
+    #[serde(with = "humantime_serde")]
+    pub upload_retry_max: Duration,
+    /// Files written through hoard whose metadata the coordinator keeps after they are
+    /// persisted (so readers keep their version and cache); older ones are forgotten.
+    pub written_entries: u32,
+    /// A write session with no request for this long is aborted.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
 }
 
 impl Default for WorkerSection {
@@ -126,6 +164,11 @@ impl Default for WorkerSection {
             ufs_concurrency: 64,
             max_inflight_per_connection: 256,
             verify_on_read: false,
+            part_size: ByteSize::mib(16),
+            upload_concurrency: 8,
+            upload_retry_max: Duration::from_secs(30),
+            written_entries: 100_000,
+            session_idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -156,6 +199,10 @@ pub struct ClientSection {
     pub ufs_fallback: bool,
     /// Verify the CRC32C of whole pages received.
     pub verify_checksums: bool,
+    /// Deadline of one write request (data, commit, rename, delete): longer than
+    /// `request_timeout`, as a commit in `through` mode waits for the under-store.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ClientSection {
@@ -170,6 +217,7 @@ impl Default for ClientSection {
             max_worker_attempts: 2,
             ufs_fallback: true,
             verify_checksums: true,
+            write_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -218,6 +266,9 @@ mod defaults {
     }
     pub fn virtual_nodes() -> u32 {
         1024
+    }
+    pub fn cache_only_capacity() -> ByteSize {
+        ByteSize::gib(10)
     }
 }
 
@@ -315,7 +366,23 @@ impl ClusterConfig {
                 crate::wire::MAX_READ_BYTES
             ));
         }
+        let part = self.worker.part_size.as_u64();
+        if !((5 << 20)..=(5 << 30)).contains(&part) {
+            return invalid(format!(
+                "`worker.part_size` ({part}) must be from 5 MiB to 5 GiB (S3's limits)"
+            ));
+        }
+        if self.worker.upload_concurrency == 0 {
+            return invalid("`worker.upload_concurrency` must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The mount coordinator's view: which worker (index into `workers`) holds the namespace and
+    /// journal of `mount`.
+    pub fn coordinator_of(&self, mount: &str) -> Option<usize> {
+        let ids: Vec<&str> = self.workers.iter().map(|w| w.id.as_str()).collect();
+        crate::ring::Ring::new(&ids, self.virtual_nodes).owner(crate::ring::mount_key(mount))
     }
 
     /// The worker with this id.

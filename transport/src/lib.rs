@@ -5,7 +5,8 @@
 //!   codes and the frame format (header + archived message + raw payload);
 //! - [`Transport`]: the client side of a connection to one worker, and [`tcp`], its TCP
 //!   implementation on tokio together with the worker-side server loop;
-//! - [`cluster`]: the cluster configuration file that every process of a cluster reads.
+//! - [`cluster`]: the cluster configuration file that every process of a cluster reads;
+//! - [`ring`]: placement on a consistent-hash ring, which clients and workers must agree on.
 //!
 //! Shared memory and RDMA transports implement the same [`Transport`] trait (later issues).
 //!
@@ -27,6 +28,7 @@
 
 pub mod cluster;
 mod error;
+pub mod ring;
 pub mod tcp;
 pub mod wire;
 

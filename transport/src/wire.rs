@@ -15,8 +15,9 @@ pub use frame::{
     decode_response, decode_response_message, encode_message, read_frame, read_frame_head, read_payload_into,
 };
 pub use message::{
-    ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES,
-    MessageKind, PageCrc, ReadReply, ReadRequest, Request, Response, StatRequest, WorkerStatus,
+    DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
+    MAX_READ_BYTES, MessageKind, PageCrc, PathRequest, ReadReply, ReadRequest, RenameRequest, Request, Response,
+    StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

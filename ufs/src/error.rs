@@ -88,8 +88,12 @@ impl UfsError {
         }
     }
 
+    /// An I/O error on `path`; a missing file, or a "parent" that is a file, means a missing object.
     pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
-        if source.kind() == std::io::ErrorKind::NotFound {
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        ) {
             return UfsError::NotFound { path: path.into() };
         }
         UfsError::Io {

@@ -204,6 +204,33 @@ impl UnderStore for InMemoryStore {
         Ok(CompletedPart { part_number, tag })
     }
 
+    async fn upload_part_copy(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &str,
+        range: Range<u64>,
+        src_version: Option<&str>,
+    ) -> UfsResult<CompletedPart> {
+        crate::parts::check_part_number(path, part_number)?;
+        let object = self.object(src)?;
+        if let Some(expected) = src_version.filter(|v| *v != object.version) {
+            return Err(UfsError::VersionMismatch {
+                path: src.to_owned(),
+                expected: expected.to_owned(),
+            });
+        }
+        crate::parts::check_copy_range(src, &range, object.data.len() as u64)?;
+        // The range lies within an in-memory buffer, so both bounds fit in usize.
+        let data = object.data.slice(range.start as usize..range.end as usize);
+        let mut state = self.state.lock();
+        let tag = format!("part-{}", state.next());
+        let upload = state.upload(path, upload_id)?;
+        upload.parts.insert(part_number, (tag.clone(), data));
+        Ok(CompletedPart { part_number, tag })
+    }
+
     async fn complete_multipart(
         &self,
         path: &str,

@@ -54,6 +54,7 @@ pub use error::{UfsError, UfsResult};
 #[cfg(any(test, feature = "testing"))]
 pub use in_memory::InMemoryStore;
 pub use local::LocalUnderStore;
+pub use parts::MIN_PART_SIZE;
 pub use s3::{S3Config, S3UnderStore};
 #[cfg(any(test, feature = "testing"))]
 pub use unreliable::UnreliableStore;
@@ -135,7 +136,8 @@ pub struct ListRequest {
     pub max_keys: u32,
 }
 
-/// A part of a multipart upload, as returned by [`UnderStore::upload_part`].
+/// A part of a multipart upload, as returned by [`UnderStore::upload_part`] and
+/// [`UnderStore::upload_part_copy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
     /// 1-based part number.
@@ -148,6 +150,18 @@ pub struct CompletedPart {
 ///
 /// Implementations: [`S3UnderStore`], [`LocalUnderStore`], and for unit tests [`InMemoryStore`]
 /// (feature `testing`). All must pass [`conformance`].
+///
+/// # Directory markers
+/// A key ending in `/` whose object is empty (`a/b/`) is a *directory marker*, S3's convention for
+/// an empty directory. Every store accepts `put("a/b/", empty)`, and then behaves as S3 does:
+/// `stat` and `read_range` see an object of size 0, a listing without delimiter shows the object
+/// `a/b/`, a listing of prefix `a/` with delimiter `/` shows the common prefix `a/b/`, a listing of
+/// prefix `a/b/` with delimiter `/` shows the object `a/b/`, and `delete("a/b/")` removes it.
+///
+/// [`LocalUnderStore`] stores a marker as the directory itself, which brings the limits of a file
+/// system (see its documentation): a marker cannot hold data, any existing directory stats as a
+/// marker, only *empty* directories are listed as markers, and deleting the last object under a
+/// directory removes the directory, marker included.
 #[async_trait]
 pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// Size and version of one object.
@@ -177,6 +191,28 @@ pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// Upload part `part_number` (1-based) of an upload.
     async fn upload_part(&self, path: &str, upload_id: &str, part_number: u32, data: Bytes)
     -> UfsResult<CompletedPart>;
+
+    /// Upload part `part_number` of an upload as a server-side copy of bytes `range` of the object
+    /// `src` (S3 UploadPartCopy), which must be at version `src_version` when given.
+    ///
+    /// The range must be non-empty and lie within the source. Parts made this way follow the rules
+    /// of uploaded parts: every part but the last must be at least [`MIN_PART_SIZE`] bytes on S3.
+    /// Outside the source, stores differ: the local and in-memory stores refuse the range, Garage
+    /// clips its end to the source's size, AWS S3 refuses it.
+    ///
+    /// # Errors
+    /// [`UfsError::NotFound`] for a missing source (or upload), [`UfsError::VersionMismatch`] when
+    /// the source changed, [`UfsError::Invalid`] for an empty range, a bad part number, or (local
+    /// and in-memory stores) a range past the source's end.
+    async fn upload_part_copy(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &str,
+        range: Range<u64>,
+        src_version: Option<&str>,
+    ) -> UfsResult<CompletedPart>;
 
     /// Finish an upload from its parts, in part-number order; returns the new object's metadata.
     async fn complete_multipart(&self, path: &str, upload_id: &str, parts: Vec<CompletedPart>)

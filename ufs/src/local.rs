@@ -10,8 +10,15 @@
 //! other objects (`a` and `a/b`), keys cannot have empty or `.`/`..` components, and a file edited
 //! in place without changing its size within one timestamp tick keeps its version tag. Writes made
 //! through this store always change the tag: a same-size rewrite is given a later mtime.
+//!
+//! A key ending in `/` is a directory marker ([`marker`]), stored as the directory itself: it holds
+//! no data, any existing directory stats as one, listings show a directory as one only while it is
+//! empty, and deleting the last object under a directory removes the directory (marker included).
+//! A write into a new directory, or a delete that prunes one, leaves it empty for a moment, and a
+//! listing made meanwhile may show it as a marker.
 
 mod listing;
+mod marker;
 mod multipart;
 mod walk;
 
@@ -68,14 +75,21 @@ impl LocalUnderStore {
         &self.root
     }
 
-    /// The file of `key`, after checking that the key stays inside the root.
+    /// The file of `key` (the directory, for a marker), after checking that the key stays inside
+    /// the root.
     fn file_of(&self, key: &str) -> UfsResult<PathBuf> {
         validate_key(key)?;
-        Ok(self.root.join(key))
+        Ok(path_of(&self.root, key))
     }
 }
 
-/// Checks that `key` names a file inside the root that is not hoard's own bookkeeping.
+/// The file of a valid `key` under `root`; for a directory marker `a/b/`, the directory `a/b`.
+fn path_of(root: &Path, key: &str) -> PathBuf {
+    root.join(key.strip_suffix('/').unwrap_or(key))
+}
+
+/// Checks that `key` names a file inside the root that is not hoard's own bookkeeping, or with one
+/// trailing `/` a directory (a marker).
 pub(crate) fn validate_key(key: &str) -> UfsResult<()> {
     let invalid = |reason: &str| Err(UfsError::invalid(key, reason));
     if key.is_empty() {
@@ -87,9 +101,10 @@ pub(crate) fn validate_key(key: &str) -> UfsResult<()> {
     if key.contains('\0') {
         return invalid("keys cannot contain NUL");
     }
-    for (i, component) in key.split('/').enumerate() {
+    let body = key.strip_suffix('/').unwrap_or(key);
+    for (i, component) in body.split('/').enumerate() {
         match component {
-            "" => return invalid("empty path component (`//` or trailing `/`)"),
+            "" => return invalid("empty path component (`//`)"),
             "." | ".." => return invalid("`.` and `..` components are not allowed"),
             c if c.starts_with(TMP_PREFIX) || (i == 0 && c == MULTIPART_DIR) => {
                 return invalid("the name is reserved for hoard's temporary files");
@@ -102,8 +117,23 @@ pub(crate) fn validate_key(key: &str) -> UfsResult<()> {
 
 /// The version tag of a file: `size-mtime_ns`.
 fn version_of(meta: &fs::Metadata) -> String {
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    format!("{}-{mtime_ns}", meta.len())
+    format!("{}-{}", meta.len(), mtime_ns(meta))
+}
+
+/// The modification time in nanoseconds since the Unix epoch.
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// Fails with `VersionMismatch` unless `expected` is absent or is `actual`.
+fn check_version(key: &str, actual: &str, expected: Option<&str>) -> UfsResult<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(UfsError::VersionMismatch {
+            path: key.to_owned(),
+            expected: expected.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn object_meta(key: &str, meta: &fs::Metadata) -> ObjectMeta {
@@ -146,7 +176,11 @@ fn write_error(key: &str, e: io::Error) -> UfsError {
     }
 }
 
+/// Metadata of `key`, an object or a marker, at `file` (see [`path_of`]).
 fn stat_blocking(key: &str, file: &Path) -> UfsResult<ObjectMeta> {
+    if marker::is_marker(key) {
+        return marker::stat(key, file);
+    }
     let meta = fs::metadata(file).map_err(|e| UfsError::io(key, e))?;
     if !meta.is_file() {
         return Err(UfsError::NotFound { path: key.to_owned() });
@@ -166,20 +200,28 @@ fn clip(key: &str, range: &Range<u64>, size: u64) -> UfsResult<Range<u64>> {
     Ok(range.start.min(size)..range.end.min(size))
 }
 
-fn read_range_blocking(key: &str, path: &Path, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
+/// Opens the file of object `key` for reading, checking that it is at `version` when given;
+/// returns it with its metadata.
+fn open_versioned(key: &str, path: &Path, version: Option<&str>) -> UfsResult<(File, fs::Metadata)> {
     let file = File::open(path).map_err(|e| UfsError::io(key, e))?;
     let meta = file.metadata().map_err(|e| UfsError::io(key, e))?;
     if !meta.is_file() {
         return Err(UfsError::NotFound { path: key.to_owned() });
     }
+    check_version(key, &version_of(&meta), version)?;
+    Ok((file, meta))
+}
+
+fn read_range_blocking(key: &str, path: &Path, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
+    if marker::is_marker(key) {
+        return marker::read_range(key, path, &range, version);
+    }
+    let (file, meta) = open_versioned(key, path, version)?;
     let before = version_of(&meta);
     let mismatch = |expected: &str| UfsError::VersionMismatch {
         path: key.to_owned(),
         expected: expected.to_owned(),
     };
-    if let Some(expected) = version.filter(|v| *v != before) {
-        return Err(mismatch(expected));
-    }
     let range = clip(key, &range, meta.len())?;
     let len = usize::try_from(range.end - range.start).map_err(|_| UfsError::Invalid {
         path: key.to_owned(),
@@ -271,7 +313,25 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Creates or replaces object (or marker) `key` at `file` with `data`.
+fn put_blocking(key: &str, file: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
+    if marker::is_marker(key) {
+        return marker::put(key, file, data);
+    }
+    write_atomically(key, file, |f| f.write_all(data))
+}
+
 fn copy_blocking(src_key: &str, src: &Path, dst_key: &str, dst: &Path) -> UfsResult<ObjectMeta> {
+    if marker::is_marker(src_key) || marker::is_marker(dst_key) {
+        // A marker holds no data: the copy is empty, and only an empty object becomes a marker.
+        if stat_blocking(src_key, src)?.size != 0 {
+            return Err(UfsError::invalid(
+                dst_key,
+                "a directory marker cannot hold a copy of a non-empty object",
+            ));
+        }
+        return put_blocking(dst_key, dst, &[]);
+    }
     let mut from = File::open(src).map_err(|e| UfsError::io(src_key, e))?;
     if !from.metadata().map_err(|e| UfsError::io(src_key, e))?.is_file() {
         return Err(UfsError::NotFound {
@@ -281,8 +341,11 @@ fn copy_blocking(src_key: &str, src: &Path, dst_key: &str, dst: &Path) -> UfsRes
     write_atomically(dst_key, dst, |to| io::copy(&mut from, to).map(drop))
 }
 
-/// Removes the file of `key`, then the directories this left empty, up to the root.
+/// Removes the file (or marker) of `key`, then the directories this left empty, up to the root.
 fn delete_blocking(root: &Path, key: &str, file: &Path) -> UfsResult<()> {
+    if marker::is_marker(key) {
+        return marker::delete(root, key, file);
+    }
     match fs::remove_file(file) {
         Ok(()) => {}
         Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(()),
@@ -290,14 +353,20 @@ fn delete_blocking(root: &Path, key: &str, file: &Path) -> UfsResult<()> {
         Err(e) if e.kind() == io::ErrorKind::IsADirectory || file.is_dir() => return Ok(()),
         Err(e) => return Err(UfsError::io(key, e)),
     }
-    let mut dir = file.parent();
+    prune_empty_parents(root, file);
+    Ok(())
+}
+
+/// Removes the parent directories of `removed` that are empty, up to the root (an empty directory
+/// would list as a directory marker).
+fn prune_empty_parents(root: &Path, removed: &Path) {
+    let mut dir = removed.parent();
     while let Some(d) = dir.filter(|d| *d != root && d.starts_with(root)) {
         if fs::remove_dir(d).is_err() {
             break; // Not empty (or already gone): its parents are not empty either.
         }
         dir = d.parent();
     }
-    Ok(())
 }
 
 fn list_blocking(root: &Path, req: &ListRequest) -> UfsResult<ListPage> {
@@ -305,7 +374,7 @@ fn list_blocking(root: &Path, req: &ListRequest) -> UfsResult<ListPage> {
     let page = listing::paginate(keys, req).map_err(|e| UfsError::io(&req.prefix, e))?;
     let mut objects = Vec::with_capacity(page.objects.len());
     for key in page.objects {
-        match stat_blocking(&key, &root.join(&key)) {
+        match stat_blocking(&key, &path_of(root, &key)) {
             Ok(meta) => objects.push(meta),
             Err(UfsError::NotFound { .. }) => {} // Deleted since the walk.
             Err(e) => return Err(e),
@@ -338,11 +407,15 @@ impl UnderStore for LocalUnderStore {
 
     async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
         let (key, file) = (path.to_owned(), self.file_of(path)?);
-        blocking(move || write_atomically(&key, &file, |f| f.write_all(&data))).await
+        blocking(move || put_blocking(&key, &file, &data)).await
     }
 
     async fn create_multipart(&self, path: &str) -> UfsResult<String> {
         validate_key(path)?;
+        if marker::is_marker(path) {
+            let reason = "a key ending in `/` is a directory marker, which holds no data in a local store";
+            return Err(UfsError::invalid(path, reason));
+        }
         let (root, key) = (self.root.clone(), path.to_owned());
         blocking(move || multipart::create(&root, &key)).await
     }
@@ -356,6 +429,21 @@ impl UnderStore for LocalUnderStore {
     ) -> UfsResult<CompletedPart> {
         let upload = multipart::Upload::open(&self.root, path, upload_id)?;
         blocking(move || upload.put_part(part_number, &data)).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &str,
+        range: Range<u64>,
+        src_version: Option<&str>,
+    ) -> UfsResult<CompletedPart> {
+        let upload = multipart::Upload::open(&self.root, path, upload_id)?;
+        let (src_key, src_file) = (src.to_owned(), self.file_of(src)?);
+        let src_version = src_version.map(str::to_owned);
+        blocking(move || upload.copy_part(part_number, &src_key, &src_file, range, src_version.as_deref())).await
     }
 
     async fn complete_multipart(

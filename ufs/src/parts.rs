@@ -2,6 +2,9 @@
 
 use crate::{CompletedPart, UfsError, UfsResult};
 
+/// S3's minimum size in bytes of every part of a multipart upload but the last (5 MiB).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
 /// Highest part number S3 accepts.
 pub(crate) const MAX_PART_NUMBER: u32 = 10_000;
 
@@ -14,6 +17,28 @@ pub(crate) fn check_part_number(path: &str, part_number: u32) -> UfsResult<()> {
         path,
         format!("part number {part_number} is not in 1..={MAX_PART_NUMBER}"),
     ))
+}
+
+/// A range of a source object to copy into a part: not empty, and within the source's `size`.
+pub(crate) fn check_copy_range(path: &str, range: &std::ops::Range<u64>, size: u64) -> UfsResult<()> {
+    check_copy_range_shape(path, range)?;
+    if range.end > size {
+        let reason = format!(
+            "copy range {}..{} ends past the source's {size} bytes",
+            range.start, range.end
+        );
+        return Err(UfsError::invalid(path, reason));
+    }
+    Ok(())
+}
+
+/// A range to copy into a part must not be empty (S3 has no way to name an empty byte range).
+pub(crate) fn check_copy_range_shape(path: &str, range: &std::ops::Range<u64>) -> UfsResult<()> {
+    if range.start >= range.end {
+        let reason = format!("copy range {}..{} is empty", range.start, range.end);
+        return Err(UfsError::invalid(path, reason));
+    }
+    Ok(())
 }
 
 /// A part list to complete an upload with: not empty, valid numbers, strictly ascending.

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
 use bytes::Bytes;
@@ -350,6 +351,43 @@ impl UnderStore for S3UnderStore {
         let req = req.part_number(number).body(ByteStream::from(data));
         let out = req.send().await.map_err(|e| classify("UploadPart", path, None, e))?;
         let tag = out.e_tag().ok_or_else(|| missing_field("UploadPart", path, "ETag"))?;
+        Ok(CompletedPart {
+            part_number,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// One `UploadPartCopy` with `x-amz-copy-source-range` and, given a version,
+    /// `x-amz-copy-source-if-match` (a 412 is a [`UfsError::VersionMismatch`] of `src`).
+    async fn upload_part_copy(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &str,
+        range: Range<u64>,
+        src_version: Option<&str>,
+    ) -> UfsResult<CompletedPart> {
+        let number = self::part_number(path, part_number)?;
+        crate::parts::check_copy_range_shape(src, &range)?;
+        let req = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(self.key(path)?)
+            .upload_id(upload_id)
+            .part_number(number);
+        let req = req
+            .copy_source(copy_source(&self.bucket, &self.key(src)?))
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_copy_source_if_match(src_version.map(quote));
+        let out = req.send().await.map_err(|e| {
+            // A missing upload is the destination's; anything else missing is the source.
+            let on = if e.code() == Some("NoSuchUpload") { path } else { src };
+            classify("UploadPartCopy", on, src_version, e)
+        })?;
+        let tag = out.copy_part_result().and_then(|r| r.e_tag());
+        let tag = tag.ok_or_else(|| missing_field("UploadPartCopy", path, "CopyPartResult.ETag"))?;
         Ok(CompletedPart {
             part_number,
             tag: tag.to_owned(),

@@ -16,13 +16,14 @@ use parking_lot::Mutex;
 use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
 
 /// The operations of [`UnderStore`], by method name, in declaration order.
-const OPS: [&str; 10] = [
+const OPS: [&str; 11] = [
     "stat",
     "read_range",
     "list",
     "put",
     "create_multipart",
     "upload_part",
+    "upload_part_copy",
     "complete_multipart",
     "abort_multipart",
     "delete",
@@ -101,9 +102,7 @@ impl UnreliableStore {
     /// # Panics
     /// When `op` is not the name of an [`UnderStore`] method.
     pub fn calls(&self, op: &str) -> u64 {
-        let index = OPS.iter().position(|o| *o == op);
-        let index = index.unwrap_or_else(|| panic!("{op:?} is not an UnderStore method; one of {OPS:?}"));
-        self.calls[index].load(Ordering::Relaxed)
+        self.calls[op_index(op)].load(Ordering::Relaxed)
     }
 
     /// Calls of all operations so far.
@@ -131,8 +130,9 @@ impl UnreliableStore {
         self.calls("put")
     }
 
-    /// Counts a call of `OPS[index]`, waits the delay, and fails it when its turn has come.
-    async fn enter(&self, index: usize, path: &str) -> UfsResult<()> {
+    /// Counts a call of `op`, waits the delay, and fails it when its turn has come.
+    async fn enter(&self, op: &'static str, path: &str) -> UfsResult<()> {
+        let index = op_index(op);
         self.calls[index].fetch_add(1, Ordering::Relaxed);
         let call = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         let delay = *self.delay.lock();
@@ -142,7 +142,7 @@ impl UnreliableStore {
         let every = self.fail_every.load(Ordering::Relaxed);
         if every != 0 && call.is_multiple_of(every) {
             return Err(UfsError::Remote {
-                op: OPS[index],
+                op,
                 path: path.to_owned(),
                 source: Box::new(std::io::Error::other(format!("injected failure of call {call}"))),
                 retryable: true,
@@ -152,30 +152,39 @@ impl UnreliableStore {
     }
 }
 
+/// The index in [`OPS`] of operation `op`.
+///
+/// # Panics
+/// When `op` is not the name of an [`UnderStore`] method.
+fn op_index(op: &str) -> usize {
+    let index = OPS.iter().position(|o| *o == op);
+    index.unwrap_or_else(|| panic!("{op:?} is not an UnderStore method; one of {OPS:?}"))
+}
+
 #[async_trait]
 impl UnderStore for UnreliableStore {
     async fn stat(&self, path: &str) -> UfsResult<ObjectMeta> {
-        self.enter(0, path).await?;
+        self.enter("stat", path).await?;
         self.inner.stat(path).await
     }
 
     async fn read_range(&self, path: &str, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
-        self.enter(1, path).await?;
+        self.enter("read_range", path).await?;
         self.inner.read_range(path, range, version).await
     }
 
     async fn list(&self, req: &ListRequest) -> UfsResult<ListPage> {
-        self.enter(2, &req.prefix).await?;
+        self.enter("list", &req.prefix).await?;
         self.inner.list(req).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
-        self.enter(3, path).await?;
+        self.enter("put", path).await?;
         self.inner.put(path, data).await
     }
 
     async fn create_multipart(&self, path: &str) -> UfsResult<String> {
-        self.enter(4, path).await?;
+        self.enter("create_multipart", path).await?;
         self.inner.create_multipart(path).await
     }
 
@@ -186,8 +195,23 @@ impl UnderStore for UnreliableStore {
         part_number: u32,
         data: Bytes,
     ) -> UfsResult<CompletedPart> {
-        self.enter(5, path).await?;
+        self.enter("upload_part", path).await?;
         self.inner.upload_part(path, upload_id, part_number, data).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        path: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &str,
+        range: Range<u64>,
+        src_version: Option<&str>,
+    ) -> UfsResult<CompletedPart> {
+        self.enter("upload_part_copy", path).await?;
+        (self.inner)
+            .upload_part_copy(path, upload_id, part_number, src, range, src_version)
+            .await
     }
 
     async fn complete_multipart(
@@ -196,22 +220,22 @@ impl UnderStore for UnreliableStore {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> UfsResult<ObjectMeta> {
-        self.enter(6, path).await?;
+        self.enter("complete_multipart", path).await?;
         self.inner.complete_multipart(path, upload_id, parts).await
     }
 
     async fn abort_multipart(&self, path: &str, upload_id: &str) -> UfsResult<()> {
-        self.enter(7, path).await?;
+        self.enter("abort_multipart", path).await?;
         self.inner.abort_multipart(path, upload_id).await
     }
 
     async fn delete(&self, path: &str) -> UfsResult<()> {
-        self.enter(8, path).await?;
+        self.enter("delete", path).await?;
         self.inner.delete(path).await
     }
 
     async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
-        self.enter(9, dst).await?;
+        self.enter("copy", dst).await?;
         self.inner.copy(src, dst).await
     }
 }

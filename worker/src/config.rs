@@ -1,6 +1,7 @@
 //! The worker's typed configuration, derived from the cluster config and the worker's id.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -44,6 +45,20 @@ pub struct WorkerConfig {
     pub mounts: Vec<MountEntry>,
     /// S3 settings for `s3://` mounts.
     pub s3: S3Config,
+    /// The mounts this worker coordinates (holds the namespace and journal of).
+    pub coordinates: Vec<String>,
+    /// Directory of the write journal.
+    pub journal_dir: PathBuf,
+    /// Multipart upload part size.
+    pub part_size: u64,
+    /// Most under-store operations of the persister at once.
+    pub upload_concurrency: usize,
+    /// Longest backoff between upload retries.
+    pub upload_retry_max: Duration,
+    /// Persisted written files whose metadata is kept.
+    pub written_entries: usize,
+    /// Idle write sessions are aborted after this long.
+    pub session_idle_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -64,6 +79,11 @@ impl WorkerConfig {
             worker,
             client: _,
         } = cluster;
+        let coordinates = mounts
+            .iter()
+            .filter(|m| cluster.coordinator_of(&m.name).is_some_and(|i| workers[i].id == id))
+            .map(|m| m.name.clone())
+            .collect();
         let Some(me) = workers.iter().find(|w| w.id == id) else {
             let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
             bail!("no worker `{id}` in the cluster config (workers: {})", ids.join(", "));
@@ -77,7 +97,13 @@ impl WorkerConfig {
             ufs_concurrency,
             max_inflight_per_connection,
             verify_on_read,
+            part_size,
+            upload_concurrency,
+            upload_retry_max,
+            written_entries,
+            session_idle_timeout,
         } = worker;
+        let journal_dir = me.journal_dir.clone().unwrap_or_else(|| default_journal_dir(&me.id));
         let S3Section {
             endpoint,
             region,
@@ -103,6 +129,13 @@ impl WorkerConfig {
             max_inflight_per_connection: (*max_inflight_per_connection).max(1) as usize,
             verify_on_read: *verify_on_read,
             mounts: mounts.clone(),
+            coordinates,
+            journal_dir,
+            part_size: part_size.as_u64(),
+            upload_concurrency: (*upload_concurrency).max(1) as usize,
+            upload_retry_max: *upload_retry_max,
+            written_entries: *written_entries as usize,
+            session_idle_timeout: *session_idle_timeout,
             s3: S3Config {
                 endpoint: endpoint.clone(),
                 region: region.clone(),
@@ -112,4 +145,13 @@ impl WorkerConfig {
             },
         })
     }
+}
+
+/// `$HOARD_HOME/journal/<id>`, with `HOARD_HOME` defaulting to `~/.hoard`.
+fn default_journal_dir(id: &str) -> PathBuf {
+    let home = std::env::var_os("HOARD_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".hoard")))
+        .unwrap_or_else(|| PathBuf::from(".hoard"));
+    home.join("journal").join(id)
 }

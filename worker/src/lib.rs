@@ -32,6 +32,7 @@ pub mod page_store;
 pub mod read_path;
 mod service;
 mod ufs_meter;
+pub mod write;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,6 +51,7 @@ pub use ufs_meter::UfsMeter;
 use crate::metadata::MetadataCache;
 use crate::page_store::MemoryPageStore;
 use crate::read_path::{ReadPath, ReadPathConfig};
+use crate::write::{WriteConfig, WritePath};
 
 /// Build the worker's service: open every mount's under-store, size the page store.
 ///
@@ -80,12 +82,31 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
         },
         meter.clone(),
     ));
-    let metadata = MetadataCache::new(config.metadata_ttl, config.metadata_entries);
+    let metadata = Arc::new(MetadataCache::new(config.metadata_ttl, config.metadata_entries));
+    let write_mounts: Vec<_> = config
+        .mounts
+        .iter()
+        .map(|m| (m.clone(), mounts[&m.name].clone(), config.coordinates.contains(&m.name)))
+        .collect();
+    let write = WritePath::open(
+        &config.journal_dir,
+        &write_mounts,
+        metadata.clone(),
+        WriteConfig {
+            part_size: config.part_size,
+            upload_concurrency: config.upload_concurrency,
+            upload_retry_max: config.upload_retry_max,
+            written_entries: config.written_entries,
+            session_idle_timeout: config.session_idle_timeout,
+        },
+    )
+    .with_context(|| format!("open the write journal in {}", config.journal_dir.display()))?;
     Ok(Arc::new(WorkerService::new(
         config.id.clone(),
         mounts,
         metadata,
         read_path,
+        write,
         meter,
         config.verify_on_read,
     )))
@@ -101,6 +122,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let service = build_service(&config).await?;
+    let background = tokio_util::sync::CancellationToken::new();
+    service.start(background.clone());
+    let _stop_background = background.drop_guard();
     let server = ServerConfig {
         token: config.token.clone(),
         worker_id: config.id.clone(),

@@ -102,6 +102,11 @@ impl MetadataCache {
         self.stats.lock().remove(&(mount.to_owned(), path.to_owned()));
     }
 
+    /// Forget every listing of a mount (its namespace changed).
+    pub fn forget_lists(&self, mount: &str) {
+        self.lists.lock().entries.retain(|k, _| k.mount != mount);
+    }
+
     /// A fresh cached listing page.
     pub fn list(&self, key: &ListKey) -> Option<ListReply> {
         if self.ttl.is_zero() {
@@ -126,6 +131,7 @@ mod tests {
             size: 1,
             version: v.into(),
             mtime_ms: 0,
+            homed: false,
         }
     }
 

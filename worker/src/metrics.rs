@@ -6,7 +6,23 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 6] = ["hello", "stat", "list", "read", "status", "load"];
+pub(crate) const REQUEST_KINDS: [&str; 15] = [
+    "hello",
+    "stat",
+    "list",
+    "read",
+    "status",
+    "load",
+    "write_open",
+    "write_data",
+    "write_flush",
+    "write_commit",
+    "write_abort",
+    "rename",
+    "delete",
+    "mkdir",
+    "sync",
+];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request
 /// costs a hash and a registry lookup on the hot path.
@@ -72,3 +88,15 @@ pub const UFS_BYTES: &str = "worker.ufs_bytes";
 pub const READAHEAD_PAGES: &str = "worker.readahead_pages";
 /// Counter: pages whose checksum did not match when verified.
 pub const CHECKSUM_FAILURES: &str = "worker.checksum_failures";
+/// Gauge: bytes of files written in `back` mode and not yet in the under-store.
+pub const WRITE_BACKLOG_BYTES: &str = "worker.write_backlog_bytes";
+/// Gauge: entries (files, renames, deletes, mkdirs) not yet applied to the under-store.
+pub const WRITE_BACKLOG_OPS: &str = "worker.write_backlog_ops";
+/// Gauge: open write sessions.
+pub const WRITE_SESSIONS: &str = "worker.write_sessions";
+/// Counter: entries applied to the under-store by the persister.
+pub const PERSISTED_OPS: &str = "worker.persisted_ops";
+/// Counter: persister attempts that failed (each is retried).
+pub const UPLOAD_FAILURES: &str = "worker.upload_failures";
+/// Counter: bytes received from writers.
+pub const BYTES_WRITTEN: &str = "worker.bytes_written";

@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::metrics;
 use crate::page_store::{FileId, MemoryPageStore, Page, PageKey};
 use crate::ufs_meter::UfsMeter;
+use crate::write::{Segment, SegmentReader, slice};
 
 /// Why a page could not be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,16 +73,50 @@ type FillRx = watch::Receiver<Option<FillResult>>;
 /// The file a read is about.
 #[derive(Debug)]
 pub struct FillSource {
-    /// Where to fill from.
-    pub ufs: Arc<dyn UnderStore>,
-    /// Key in the under-store.
-    pub path: String,
-    /// Version the pages must have.
-    pub version: String,
+    /// Where its bytes come from.
+    pub content: Content,
     /// Id of that file version.
     pub file: FileId,
     /// Size of that version, as the client knows it.
     pub size: u64,
+}
+
+/// Where a file version's bytes come from on a miss.
+#[derive(Debug)]
+pub enum Content {
+    /// An under-store object at a version.
+    Ufs {
+        /// The under-store.
+        ufs: Arc<dyn UnderStore>,
+        /// Key in the under-store.
+        path: String,
+        /// Version the bytes must have.
+        version: String,
+    },
+    /// A file written through hoard: spans of journal blobs and under-store objects.
+    Segments {
+        /// The spans, in order.
+        segments: Vec<Segment>,
+        /// Reads them.
+        reader: SegmentReader,
+    },
+}
+
+impl Content {
+    /// Bytes `[start, end)` (fewer at the end of the file).
+    async fn read(&self, start: u64, end: u64) -> Result<Bytes, UfsError> {
+        match self {
+            Content::Ufs { ufs, path, version } => ufs.read_range(path, start..end, Some(version)).await,
+            Content::Segments { segments, reader } => reader.read(&slice(segments, start, end)).await,
+        }
+    }
+
+    fn describe(&self) -> &str {
+        match self {
+            Content::Ufs { path, .. } => path,
+            Content::Segments { .. } => "a file written through hoard",
+        }
+    }
 }
 
 /// Pages of a read, in order.
@@ -233,9 +268,10 @@ impl ReadPath {
         let end = (run[run.len() - 1].0 + 1) * ps;
         let result = {
             let _permit = self.ufs_permits.acquire().await.expect("the semaphore is never closed");
-            self.meter
-                .call("read", src.ufs.read_range(&src.path, start..end, Some(&src.version)))
-                .await
+            match &src.content {
+                Content::Ufs { .. } => self.meter.call("read", src.content.read(start, end)).await,
+                Content::Segments { .. } => src.content.read(start, end).await,
+            }
         };
         match result {
             Ok(bytes) => {
@@ -254,7 +290,7 @@ impl ReadPath {
             }
             Err(e) => {
                 let err = FillError::from_ufs(&e);
-                tracing::debug!(path = %src.path, "fill failed: {}", err.message);
+                tracing::debug!(path = %src.content.describe(), "fill failed: {}", err.message);
                 for (_, tx) in run {
                     let _ = tx.send(Some(Err(err.clone())));
                 }

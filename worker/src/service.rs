@@ -12,8 +12,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    FileMeta, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES, PageCrc, Payload, ReadReply, ReadRequest,
-    Reply, Request, Response, StatRequest, Status, WorkerStatus,
+    DeleteRequest, FileMeta, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES, PageCrc, PathRequest,
+    Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response, StatRequest, Status, WorkerStatus,
+    WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
@@ -21,8 +22,9 @@ use tracing::Instrument;
 use crate::metadata::{ListKey, MetadataCache};
 use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
 use crate::page_store::{FileId, PageKey};
-use crate::read_path::{FillSource, ReadPages, ReadPath, error_chain, ufs_status};
+use crate::read_path::{Content, FillSource, ReadPages, ReadPath, error_chain, ufs_status};
 use crate::ufs_meter::UfsMeter;
+use crate::write::{MAX_WRITE, MERGED_TOKEN, WriteError, WritePath};
 
 /// Largest listing page a client may ask for.
 const MAX_LIST_KEYS: u32 = 10_000;
@@ -32,8 +34,9 @@ const MAX_LIST_KEYS: u32 = 10_000;
 pub struct WorkerService {
     id: String,
     mounts: HashMap<String, Arc<dyn UnderStore>>,
-    metadata: MetadataCache,
+    metadata: Arc<MetadataCache>,
     read_path: Arc<ReadPath>,
+    write: Arc<WritePath>,
     meter: Arc<UfsMeter>,
     verify_on_read: bool,
     started: Instant,
@@ -46,8 +49,9 @@ impl WorkerService {
     pub fn new(
         id: String,
         mounts: HashMap<String, Arc<dyn UnderStore>>,
-        metadata: MetadataCache,
+        metadata: Arc<MetadataCache>,
         read_path: Arc<ReadPath>,
+        write: Arc<WritePath>,
         meter: Arc<UfsMeter>,
         verify_on_read: bool,
     ) -> Self {
@@ -56,12 +60,18 @@ impl WorkerService {
             mounts,
             metadata,
             read_path,
+            write,
             meter,
             verify_on_read,
             started: Instant::now(),
             bytes_served: AtomicU64::new(0),
             request_metrics: RequestMetrics::new(),
         }
+    }
+
+    /// Start the background work (the write path's persister); it stops with `shutdown`.
+    pub fn start(&self, shutdown: tokio_util::sync::CancellationToken) {
+        self.write.start(shutdown);
     }
 
     fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, Reply> {
@@ -75,6 +85,12 @@ impl WorkerService {
             Ok(ufs) => ufs,
             Err(reply) => return reply,
         };
+        if let Some(overlay) = self.write.stat(&req.mount, &req.path) {
+            return match overlay {
+                Some(meta) => Reply::message(Response::Stat(meta)),
+                None => not_found(&req.mount, &req.path),
+            };
+        }
         if let Some(cached) = self.metadata.stat(&req.mount, &req.path).filter(|_| !req.fresh) {
             return match cached {
                 Some(meta) => Reply::message(Response::Stat(meta)),
@@ -100,6 +116,23 @@ impl WorkerService {
             Ok(ufs) => ufs,
             Err(reply) => return reply,
         };
+        let after = req.continuation.as_deref().and_then(|c| c.strip_prefix(MERGED_TOKEN));
+        if let Some(merged) = self
+            .write
+            .list(
+                &req.mount,
+                &req.prefix,
+                req.delimiter.as_deref(),
+                after,
+                req.max_keys.min(MAX_LIST_KEYS),
+            )
+            .await
+        {
+            return match merged {
+                Ok(reply) => Reply::message(Response::List(reply)),
+                Err(e) => write_error(e),
+            };
+        }
         let key = ListKey {
             mount: req.mount.clone(),
             prefix: req.prefix.clone(),
@@ -138,11 +171,21 @@ impl WorkerService {
             let message = format!("a read may ask for at most {MAX_READ_BYTES} bytes, not {}", req.len);
             return Err(Reply::error(Status::InvalidArgument, message));
         }
+        let content = match self.write.content(&req.file.mount, &req.file.path, &req.file.version) {
+            Some((segments, reader)) => Content::Segments { segments, reader },
+            None if WritePath::is_hoard_version(&req.file.version) => {
+                let message = format!("{} is no longer at version {}", req.file.path, req.file.version);
+                return Err(Reply::error(Status::StaleVersion, message));
+            }
+            None => Content::Ufs {
+                ufs,
+                path: req.file.path.clone(),
+                version: req.file.version.clone(),
+            },
+        };
         let src = Arc::new(FillSource {
             file: FileId::of(&req.file),
-            ufs,
-            path: req.file.path.clone(),
-            version: req.file.version.clone(),
+            content,
             size: req.file_size,
         });
         match self.read_path.read(&src, req.offset, req.len).await {
@@ -233,12 +276,72 @@ impl WorkerService {
             evictions: stats.evictions.load(Ordering::Relaxed),
             bytes_served: self.bytes_served.load(Ordering::Relaxed),
             ufs_requests: self.meter.requests(),
+            backlog_bytes: self.write.backlog().0,
+            backlog_ops: self.write.backlog().1,
+            cache_only_bytes: self.write.cache_only_bytes(),
         }))
+    }
+
+    async fn write_open(&self, r: WriteOpenRequest) -> Reply {
+        match self.write.open_session(&r.mount, &r.path, r.append, r.exclusive).await {
+            Ok((handle, base_size)) => Reply::message(Response::WriteOpened(WriteOpened {
+                handle,
+                base_size,
+                max_write: MAX_WRITE,
+            })),
+            Err(e) => write_error(e),
+        }
+    }
+
+    async fn write_data(&self, handle: u64, offset: u64, payload: Bytes) -> Reply {
+        match self.write.write(handle, offset, payload).await {
+            Ok(n) => {
+                ::metrics::counter!(metrics::BYTES_WRITTEN).increment(n);
+                Reply::message(Response::Written(n))
+            }
+            Err(e) => write_error(e),
+        }
+    }
+
+    async fn write_publish(&self, r: WriteSyncRequest, commit: bool) -> Reply {
+        match self.write.publish(r.handle, r.len, commit).await {
+            Ok(Some(meta)) if commit => Reply::message(Response::Committed(meta)),
+            Ok(_) if commit => Reply::error(Status::Internal, "the commit published no file"),
+            Ok(_) => Reply::message(Response::Done),
+            Err(e) => write_error(e),
+        }
+    }
+
+    async fn rename(&self, r: RenameRequest) -> Reply {
+        done(self.write.rename(&r.mount, &r.src, &r.dst).await)
+    }
+
+    async fn delete(&self, r: DeleteRequest) -> Reply {
+        done(self.write.delete(&r.mount, &r.path, r.recursive).await)
+    }
+
+    async fn mkdir(&self, r: PathRequest) -> Reply {
+        done(self.write.mkdir(&r.mount, &r.path).await)
+    }
+
+    async fn sync(&self, r: PathRequest) -> Reply {
+        done(self.write.sync(&r.mount, &r.path).await)
+    }
+}
+
+fn write_error(e: WriteError) -> Reply {
+    Reply::error(e.status, e.message)
+}
+
+fn done(result: Result<(), WriteError>) -> Reply {
+    match result {
+        Ok(()) => Reply::message(Response::Done),
+        Err(e) => write_error(e),
     }
 }
 
 impl Handler for WorkerService {
-    async fn handle(&self, request: Request, _payload: Bytes) -> Reply {
+    async fn handle(&self, request: Request, payload: Bytes) -> Reply {
         let kind_index = request_kind(&request);
         let kind = REQUEST_KINDS[kind_index];
         let span = match &request {
@@ -247,6 +350,10 @@ impl Handler for WorkerService {
             Request::Read(r) | Request::Load(r) => {
                 tracing::debug_span!("rpc", kind, mount = %r.file.mount, key = %r.file.path, offset = r.offset, len = r.len)
             }
+            Request::WriteOpen(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
+            Request::Rename(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.src, dst = %r.dst),
+            Request::Delete(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
+            Request::Mkdir(r) | Request::Sync(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             _ => tracing::debug_span!("rpc", kind),
         };
         let started = Instant::now();
@@ -257,6 +364,15 @@ impl Handler for WorkerService {
                 Request::Read(r) => self.read(r).await,
                 Request::Status => self.status(),
                 Request::Load(r) => self.load(r).await,
+                Request::WriteOpen(r) => self.write_open(r).await,
+                Request::WriteData(r) => self.write_data(r.handle, r.offset, payload).await,
+                Request::WriteFlush(r) => self.write_publish(r, false).await,
+                Request::WriteCommit(r) => self.write_publish(r, true).await,
+                Request::WriteAbort(handle) => done(self.write.abort(handle).await),
+                Request::Rename(r) => self.rename(r).await,
+                Request::Delete(r) => self.delete(r).await,
+                Request::Mkdir(r) => self.mkdir(r).await,
+                Request::Sync(r) => self.sync(r).await,
                 Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
             }
         }
@@ -281,6 +397,15 @@ fn request_kind(request: &Request) -> usize {
         Request::Read(_) => 3,
         Request::Status => 4,
         Request::Load(_) => 5,
+        Request::WriteOpen(_) => 6,
+        Request::WriteData(_) => 7,
+        Request::WriteFlush(_) => 8,
+        Request::WriteCommit(_) => 9,
+        Request::WriteAbort(_) => 10,
+        Request::Rename(_) => 11,
+        Request::Delete(_) => 12,
+        Request::Mkdir(_) => 13,
+        Request::Sync(_) => 14,
     }
 }
 
@@ -297,6 +422,7 @@ fn file_meta(o: ObjectMeta) -> FileMeta {
         path: o.path,
         size: o.size,
         version: o.version,
+        homed: false,
     }
 }
 

@@ -25,6 +25,7 @@ impl Handler for Toy {
                     size: n as u64,
                     version: "v".into(),
                     mtime_ms: 0,
+                    homed: false,
                 };
                 Reply {
                     message: Response::Stat(meta),
@@ -39,6 +40,7 @@ impl Handler for Toy {
                     size: s.path.len() as u64 + payload.len() as u64,
                     version: "v".into(),
                     mtime_ms: 0,
+                    homed: false,
                 }))
             }
             _ => Reply::error(Status::Unsupported, "toy"),

@@ -69,6 +69,83 @@ pub struct ReadRequest {
     pub len: u64,
 }
 
+/// Open a write session on the coordinator of a mount: create (or replace) a file, or append to
+/// it. The bytes follow in [`WriteDataRequest`]s; nothing is visible until the commit.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WriteOpenRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Path within the mount.
+    pub path: String,
+    /// Append to the file's current content (a missing file starts empty) instead of replacing it.
+    pub append: bool,
+    /// Fail with `AlreadyExists` if the path exists (ignored with `append`).
+    pub exclusive: bool,
+}
+
+/// Answer to [`WriteOpenRequest`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOpened {
+    /// The session's handle, for the data, flush, commit and abort requests.
+    pub handle: u64,
+    /// Size of the content the session's bytes go after (0 unless appending).
+    pub base_size: u64,
+    /// Most bytes one [`WriteDataRequest`] may carry.
+    pub max_write: u64,
+}
+
+/// Bytes `[offset, offset + payload length)` of a session's new bytes (offsets count from the
+/// session's start, not from the file's). Requests may arrive in any order; each byte must be
+/// written exactly once.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteDataRequest {
+    /// Session handle.
+    pub handle: u64,
+    /// Offset of the payload within the session's bytes.
+    pub offset: u64,
+}
+
+/// Finish a session step: `Flush` makes the first `len` bytes durable (the worker has every one
+/// of them); `Commit` also publishes the file.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteSyncRequest {
+    /// Session handle.
+    pub handle: u64,
+    /// Number of session bytes the client has sent.
+    pub len: u64,
+}
+
+/// Rename a file or a directory (every key under `src/`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RenameRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Source path.
+    pub src: String,
+    /// Destination path; an existing file there is replaced, an existing directory refuses.
+    pub dst: String,
+}
+
+/// Delete a file, or a directory with `recursive`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Path of the file or directory.
+    pub path: String,
+    /// Delete a directory and everything under it.
+    pub recursive: bool,
+}
+
+/// A mount and a path, for `mkdir` and `sync`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PathRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Path within the mount (for `sync`, a file or a directory; empty: the whole mount).
+    pub path: String,
+}
+
 /// A request from a client to a worker.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -84,6 +161,24 @@ pub enum Request {
     Status,
     /// Fill a byte range into the cache without sending it back (preloading).
     Load(ReadRequest),
+    /// Open a write session.
+    WriteOpen(WriteOpenRequest),
+    /// Bytes of a write session (in the payload).
+    WriteData(WriteDataRequest),
+    /// Make a session's bytes durable.
+    WriteFlush(WriteSyncRequest),
+    /// Make a session's bytes durable and publish the file.
+    WriteCommit(WriteSyncRequest),
+    /// Drop a session and its bytes.
+    WriteAbort(u64),
+    /// Rename a file or directory.
+    Rename(RenameRequest),
+    /// Delete a file or directory.
+    Delete(DeleteRequest),
+    /// Create a directory.
+    Mkdir(PathRequest),
+    /// Wait until everything written under a path has reached the under-store.
+    Sync(PathRequest),
 }
 
 /// Answer to [`Hello`].
@@ -108,6 +203,10 @@ pub struct FileMeta {
     pub version: String,
     /// Modification time, milliseconds since the Unix epoch (0 if unknown).
     pub mtime_ms: u64,
+    /// Written through hoard and held by the mount's coordinator (the worker that answered the
+    /// stat): read it there, not from the chunk owners, and never straight from the under-store
+    /// (it may not be there yet).
+    pub homed: bool,
 }
 
 /// One entry of a listing.
@@ -186,6 +285,12 @@ pub struct WorkerStatus {
     pub bytes_served: u64,
     /// Requests made to the under-store.
     pub ufs_requests: u64,
+    /// Bytes written in `back` mode and not yet in the under-store.
+    pub backlog_bytes: u64,
+    /// Files and operations (renames, deletes) not yet applied to the under-store.
+    pub backlog_ops: u64,
+    /// Bytes of `cache-only` files held.
+    pub cache_only_bytes: u64,
 }
 
 /// An error answer.
@@ -212,6 +317,14 @@ pub enum Response {
     Status(WorkerStatus),
     /// A load finished.
     Loaded(LoadReply),
+    /// A write session is open.
+    WriteOpened(WriteOpened),
+    /// Bytes of a session received (the count); durable after a flush reply.
+    Written(u64),
+    /// A committed file's metadata.
+    Committed(FileMeta),
+    /// The request succeeded and has nothing to say.
+    Done,
     /// The request failed.
     Error(ErrorReply),
 }
@@ -244,6 +357,32 @@ pub enum MessageKind {
     Load = 40,
     /// [`Response::Loaded`].
     LoadReply = 41,
+    /// [`Request::WriteOpen`].
+    WriteOpen = 50,
+    /// [`Response::WriteOpened`].
+    WriteOpenedReply = 51,
+    /// [`Request::WriteData`].
+    WriteData = 52,
+    /// [`Response::Written`].
+    WrittenReply = 53,
+    /// [`Request::WriteFlush`].
+    WriteFlush = 54,
+    /// [`Request::WriteCommit`].
+    WriteCommit = 56,
+    /// [`Response::Committed`].
+    CommittedReply = 57,
+    /// [`Request::WriteAbort`].
+    WriteAbort = 58,
+    /// [`Request::Rename`].
+    Rename = 60,
+    /// [`Request::Delete`].
+    Delete = 62,
+    /// [`Request::Mkdir`].
+    Mkdir = 64,
+    /// [`Request::Sync`].
+    Sync = 66,
+    /// [`Response::Done`].
+    Done = 98,
     /// [`Response::Error`].
     Error = 99,
 }
@@ -258,6 +397,15 @@ impl Request {
             Request::Read(_) => MessageKind::Read,
             Request::Status => MessageKind::Status,
             Request::Load(_) => MessageKind::Load,
+            Request::WriteOpen(_) => MessageKind::WriteOpen,
+            Request::WriteData(_) => MessageKind::WriteData,
+            Request::WriteFlush(_) => MessageKind::WriteFlush,
+            Request::WriteCommit(_) => MessageKind::WriteCommit,
+            Request::WriteAbort(_) => MessageKind::WriteAbort,
+            Request::Rename(_) => MessageKind::Rename,
+            Request::Delete(_) => MessageKind::Delete,
+            Request::Mkdir(_) => MessageKind::Mkdir,
+            Request::Sync(_) => MessageKind::Sync,
         }
     }
 }
@@ -272,6 +420,15 @@ impl ArchivedRequest {
             ArchivedRequest::Read(_) => MessageKind::Read,
             ArchivedRequest::Status => MessageKind::Status,
             ArchivedRequest::Load(_) => MessageKind::Load,
+            ArchivedRequest::WriteOpen(_) => MessageKind::WriteOpen,
+            ArchivedRequest::WriteData(_) => MessageKind::WriteData,
+            ArchivedRequest::WriteFlush(_) => MessageKind::WriteFlush,
+            ArchivedRequest::WriteCommit(_) => MessageKind::WriteCommit,
+            ArchivedRequest::WriteAbort(_) => MessageKind::WriteAbort,
+            ArchivedRequest::Rename(_) => MessageKind::Rename,
+            ArchivedRequest::Delete(_) => MessageKind::Delete,
+            ArchivedRequest::Mkdir(_) => MessageKind::Mkdir,
+            ArchivedRequest::Sync(_) => MessageKind::Sync,
         }
     }
 }
@@ -286,6 +443,10 @@ impl Response {
             Response::Read(_) => MessageKind::ReadReply,
             Response::Status(_) => MessageKind::StatusReply,
             Response::Loaded(_) => MessageKind::LoadReply,
+            Response::WriteOpened(_) => MessageKind::WriteOpenedReply,
+            Response::Written(_) => MessageKind::WrittenReply,
+            Response::Committed(_) => MessageKind::CommittedReply,
+            Response::Done => MessageKind::Done,
             Response::Error(_) => MessageKind::Error,
         }
     }
@@ -301,6 +462,10 @@ impl ArchivedResponse {
             ArchivedResponse::Read(_) => MessageKind::ReadReply,
             ArchivedResponse::Status(_) => MessageKind::StatusReply,
             ArchivedResponse::Loaded(_) => MessageKind::LoadReply,
+            ArchivedResponse::WriteOpened(_) => MessageKind::WriteOpenedReply,
+            ArchivedResponse::Written(_) => MessageKind::WrittenReply,
+            ArchivedResponse::Committed(_) => MessageKind::CommittedReply,
+            ArchivedResponse::Done => MessageKind::Done,
             ArchivedResponse::Error(_) => MessageKind::Error,
         }
     }

@@ -46,6 +46,20 @@ pub enum Status {
     ChecksumMismatch = 2002,
     /// The worker is shutting down.
     ShuttingDown = 2003,
+    /// The path exists and the request asked it not to (exclusive create, mkdir over a file).
+    AlreadyExists = 2004,
+    /// The worker is not the coordinator of the mount this write names; the client's cluster
+    /// config disagrees with the worker's.
+    NotCoordinator = 2005,
+    /// No space left: the journal's disk is full, or the mount's cache-only capacity is used up.
+    NoSpace = 2006,
+    /// The write session is unknown (never opened, finished, or lost with a worker restart).
+    NoSuchSession = 2007,
+    /// A directory operation met a non-directory or the reverse (rename a file over a
+    /// directory, delete a non-empty directory without `recursive`).
+    NotADirectory = 2008,
+    /// The directory is not empty and the request was not recursive.
+    NotEmpty = 2009,
 
     /// The under-store failed (retryable).
     UfsUnavailable = 3000,
@@ -74,6 +88,12 @@ impl Status {
         Status::StaleVersion,
         Status::ChecksumMismatch,
         Status::ShuttingDown,
+        Status::AlreadyExists,
+        Status::NotCoordinator,
+        Status::NoSpace,
+        Status::NoSuchSession,
+        Status::NotADirectory,
+        Status::NotEmpty,
         Status::UfsUnavailable,
         Status::UfsError,
     ];

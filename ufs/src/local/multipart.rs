@@ -3,14 +3,16 @@
 //! Writers of large objects (the gateway, the client's write-back) upload parts independently and
 //! possibly in parallel, as with S3. Each upload is a directory `.hoard-multipart/<upload_id>/`
 //! at the store's root (hidden from listings) holding a `key` file that names the target and one
-//! file per part, named by its number. Completing concatenates the parts into a temporary file
+//! file per part, named by its number; a part copied from another object is written there from
+//! the source's file like an uploaded one. Completing concatenates the parts into a temporary file
 //! next to the target and renames it into place; aborting removes the directory.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::{MULTIPART_DIR, validate_key, version_of, write_atomically};
+use super::{MULTIPART_DIR, marker, open_versioned, stat_blocking, validate_key, version_of, write_atomically};
 use crate::{CompletedPart, ObjectMeta, UfsError, UfsResult};
 
 /// The file in an upload's directory that names the key being uploaded.
@@ -88,6 +90,50 @@ impl Upload {
         })
     }
 
+    /// Stores part `part_number` as a copy of bytes `range` of object `src_key` (file `src`), which
+    /// must be at version `version` when given and stay unchanged while it is copied.
+    pub(super) fn copy_part(
+        &self,
+        part_number: u32,
+        src_key: &str,
+        src: &Path,
+        range: Range<u64>,
+        version: Option<&str>,
+    ) -> UfsResult<CompletedPart> {
+        crate::parts::check_part_number(&self.key, part_number)?;
+        self.check_exists()?;
+        if marker::is_marker(src_key) {
+            // A marker has no bytes to copy: once it is found at its version, any range is past its end.
+            let meta = stat_blocking(src_key, src)?;
+            super::check_version(src_key, &meta.version, version)?;
+            crate::parts::check_copy_range(src_key, &range, 0)?;
+        }
+        let (file, meta) = open_versioned(src_key, src, version)?;
+        crate::parts::check_copy_range(src_key, &range, meta.len())?;
+        let before = version_of(&meta);
+        let label = format!("{} part {part_number}", self.key);
+        let mut changed = false;
+        let written = write_atomically(&label, &self.dir.join(part_number.to_string()), |out| {
+            let copied = copy_range(&file, &range, out)?;
+            // Same open file: a rename over the source leaves its bytes alone, an in-place write shows.
+            changed = copied != range.end - range.start || version_of(&file.metadata()?) != before;
+            match changed {
+                true => Err(io::Error::other("the source changed while it was copied")),
+                false => Ok(()),
+            }
+        });
+        if changed {
+            return Err(UfsError::VersionMismatch {
+                path: src_key.to_owned(),
+                expected: version.unwrap_or(&before).to_owned(),
+            });
+        }
+        Ok(CompletedPart {
+            part_number,
+            tag: written?.version,
+        })
+    }
+
     /// Concatenates `parts` (ascending part numbers, tags as returned by [`Upload::put_part`])
     /// into `target`, then removes the upload.
     pub(super) fn complete(&self, target: &Path, parts: &[CompletedPart]) -> UfsResult<ObjectMeta> {
@@ -136,4 +182,10 @@ impl Upload {
             _ => Ok(()),
         }
     }
+}
+
+/// Copies bytes `range` of `file` to `out`; returns how many it copied (fewer if the file shrank).
+fn copy_range(mut file: &File, range: &Range<u64>, out: &mut File) -> io::Result<u64> {
+    file.seek(SeekFrom::Start(range.start))?;
+    io::copy(&mut file.take(range.end - range.start), out)
 }

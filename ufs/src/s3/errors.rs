@@ -9,9 +9,9 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::UfsError;
 
-/// Error codes of requests that S3 rejects for their content (a bad part list), not for the state
-/// of the store.
-const INVALID_REQUEST_CODES: [&str; 3] = ["InvalidPart", "InvalidPartOrder", "EntityTooSmall"];
+/// Error codes of requests that S3 rejects for their content (a bad part list, a copy range past
+/// the source's end), not for the state of the store.
+const INVALID_REQUEST_CODES: [&str; 4] = ["InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidRange"];
 
 /// Error codes that say "slow down" or "try again" whatever the HTTP status.
 const RETRYABLE_CODES: [&str; 7] = [

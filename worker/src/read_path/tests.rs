@@ -36,9 +36,11 @@ async fn setup(len: usize, readahead: u64, delay_ms: u64) -> (Arc<ReadPath>, Arc
         version: meta.version.clone(),
     };
     let src = Arc::new(FillSource {
-        ufs: ufs.clone(),
-        path: "f".into(),
-        version: meta.version,
+        content: Content::Ufs {
+            ufs: ufs.clone(),
+            path: "f".into(),
+            version: meta.version,
+        },
         file: FileId::of(&key),
         size: len as u64,
     });

@@ -66,9 +66,10 @@ pub fn chunk_key(mount: &str, path: &str, chunk: u64) -> u64 {
     hash_parts(&[mount.as_bytes(), path.as_bytes(), &chunk.to_le_bytes()])
 }
 
-/// Placement key of a path's metadata (stat) and of a listing prefix.
-pub fn meta_key(mount: &str, path: &str) -> u64 {
-    hash_parts(&[mount.as_bytes(), path.as_bytes(), b"meta"])
+/// Placement key of a mount's coordinator: the worker that holds the mount's namespace (every
+/// stat and listing, and every write, rename and delete, go there; see `docs/semantics.md`).
+pub fn mount_key(mount: &str) -> u64 {
+    hash_parts(&[mount.as_bytes(), b"mount"])
 }
 
 fn hash_parts(parts: &[&[u8]]) -> u64 {

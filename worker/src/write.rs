@@ -1,0 +1,1657 @@
+//! The write path of a mount's coordinator: write sessions, the namespace overlay, the journal
+//! and the persister that applies the overlay to the under-store.
+//!
+//! - A **session** streams a file's bytes into a journal blob (`pwrite`, any order). A flush or
+//!   commit *publishes* them: the blob is fsync'd, the file's new entry is logged (fsync'd) and
+//!   set in the overlay, and from then on every client sees it.
+//! - **Modes**: `back` publishes dirty entries and the persister uploads them in the background;
+//!   `cache-only` entries are never uploaded; `through` creates upload their parts while the
+//!   writer writes and publish only once the under-store has the object, and `through` renames,
+//!   deletes and mkdirs wait for the persister before they are acknowledged.
+//! - **Append** adds a segment (or grows the last blob) after the file's current segments; the old
+//!   under-store object stays a segment, so the persister copies it server-side.
+//! - **Rename** and **delete** are overlay edits (one journal write), whatever their size: a
+//!   renamed under-store object becomes an entry whose bytes are a span of the old key, and the
+//!   old key a tombstone; the persister copies, then deletes.
+//!
+//! The persister runs the oldest dirty entries first, at most `upload_concurrency` at once and
+//! one per path, retrying failures with exponential backoff. An under-store path is not
+//! overwritten or deleted while another dirty entry still has to copy from it.
+
+mod journal;
+mod namespace;
+mod persist;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hoard_transport::cluster::{MountEntry, WriteMode};
+use hoard_transport::wire::{FileMeta, ListEntry, ListReply, Status};
+use hoard_ufs::{CompletedPart, ListItem, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use journal::{Journal, Record};
+pub use namespace::{Entry, EntryKind, EntryState, FileEntry, Namespace, Segment};
+pub use persist::{SegmentReader, slice};
+
+use crate::metadata::MetadataCache;
+use crate::metrics;
+use crate::read_path::{error_chain, ufs_status};
+
+/// Blobs no entry uses are deleted this long after, so reads that resolved them just before
+/// can finish.
+const BLOB_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a `sync` request waits before answering `Timeout` (the client asks again).
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+
+/// Most parts of one `through` session uploading at once (the writer waits beyond).
+const THROUGH_PARTS_IN_FLIGHT: usize = 4;
+
+/// Most bytes one write request carries.
+pub const MAX_WRITE: u64 = 8 << 20;
+
+/// An error answer of the write path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteError {
+    /// Wire status.
+    pub status: Status,
+    /// What happened.
+    pub message: String,
+}
+
+impl WriteError {
+    fn new(status: Status, message: impl Into<String>) -> Self {
+        WriteError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn io(what: &str, e: &io::Error) -> Self {
+        let full = e.kind() == io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28 | 122));
+        let status = if full { Status::NoSpace } else { Status::Internal };
+        WriteError::new(status, format!("{what}: {e}"))
+    }
+
+    fn ufs(e: &UfsError) -> Self {
+        WriteError::new(ufs_status(e), error_chain(e))
+    }
+}
+
+/// Result of a write-path call.
+pub type WriteResult<T> = Result<T, WriteError>;
+
+/// Settings of the write path.
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// Multipart part size.
+    pub part_size: u64,
+    /// Most persister operations at once.
+    pub upload_concurrency: usize,
+    /// Longest retry backoff.
+    pub upload_retry_max: Duration,
+    /// Persisted files whose entries are kept.
+    pub written_entries: usize,
+    /// Idle sessions are aborted after this long.
+    pub session_idle_timeout: Duration,
+}
+
+/// One mount as the write path sees it.
+#[derive(Debug)]
+struct MountWrite {
+    name: String,
+    mode: WriteMode,
+    ufs: Arc<dyn UnderStore>,
+    /// This worker is the mount's coordinator (else the mount is here only to finish persisting
+    /// what an earlier configuration left in this journal).
+    coordinated: bool,
+    cache_only_capacity: u64,
+    ns: Mutex<Namespace>,
+    /// Serializes namespace changes that look at the under-store first (publish, rename, ...).
+    op: tokio::sync::Mutex<()>,
+    /// Bytes of open sessions (counted against the cache-only capacity).
+    session_bytes: AtomicU64,
+}
+
+/// Byte ranges received by a session.
+#[derive(Debug, Default)]
+struct Received(BTreeMap<u64, u64>);
+
+impl Received {
+    /// Add `[start, end)`; false if it overlaps what was received.
+    fn insert(&mut self, start: u64, end: u64) -> bool {
+        if start == end {
+            return true;
+        }
+        if let Some((_, e)) = self.0.range(..end).next_back()
+            && *e > start
+        {
+            return false;
+        }
+        let mut start = start;
+        let mut end = end;
+        if let Some((s, e)) = self.0.range(..=start).next_back().map(|(s, e)| (*s, *e))
+            && e == start
+        {
+            self.0.remove(&s);
+            start = s;
+        }
+        if let Some(e) = self.0.remove(&end) {
+            end = e;
+        }
+        self.0.insert(start, end);
+        true
+    }
+
+    /// End of the contiguous prefix from 0.
+    fn contiguous(&self) -> u64 {
+        self.0.get(&0).copied().unwrap_or(0)
+    }
+}
+
+/// A `through` create's multipart upload, fed while the writer writes.
+#[derive(Debug, Default)]
+struct Streaming {
+    upload_id: Option<String>,
+    next_start: u64,
+    pending: VecDeque<JoinHandle<UfsResult<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    received: Received,
+    /// Session bytes already part of the file.
+    published: u64,
+    streaming: Streaming,
+    last_used: Instant,
+}
+
+#[derive(Debug)]
+struct Session {
+    mount: Arc<MountWrite>,
+    path: String,
+    append: bool,
+    exclusive: bool,
+    blob: u64,
+    file: Arc<File>,
+    state: tokio::sync::Mutex<SessionState>,
+    touched: Mutex<Instant>,
+}
+
+/// The write path of one worker.
+#[derive(Debug)]
+pub struct WritePath {
+    mounts: HashMap<String, Arc<MountWrite>>,
+    journal: Arc<Journal>,
+    metadata: Arc<MetadataCache>,
+    config: WriteConfig,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    next_id: AtomicU64,
+    /// Random per start: versions never repeat across restarts.
+    epoch: u32,
+    wake: Notify,
+    progress: Notify,
+    running: AtomicUsize,
+    /// Entry id -> (failures, next attempt).
+    retries: Mutex<HashMap<u64, (u32, Instant)>>,
+    doomed_blobs: Mutex<Vec<(Instant, u64)>>,
+    /// Journal records of mounts no longer configured: kept verbatim.
+    orphans: Vec<Record>,
+}
+
+impl WritePath {
+    /// Open the journal in `dir`, replay it into the mounts' overlays and return the write path
+    /// (the persister is started by [`WritePath::start`]).
+    ///
+    /// # Errors
+    /// When the journal cannot be opened or compacted.
+    pub fn open(
+        dir: &Path,
+        mounts: &[(MountEntry, Arc<dyn UnderStore>, bool)],
+        metadata: Arc<MetadataCache>,
+        config: WriteConfig,
+    ) -> io::Result<Arc<WritePath>> {
+        let (journal, records) = Journal::open(dir)?;
+        let journal = Arc::new(journal);
+        let mounts: HashMap<String, Arc<MountWrite>> = mounts
+            .iter()
+            .map(|(m, ufs, coordinated)| {
+                let mount = MountWrite {
+                    name: m.name.clone(),
+                    mode: m.write_mode,
+                    ufs: ufs.clone(),
+                    coordinated: *coordinated,
+                    cache_only_capacity: m.cache_only_capacity.as_u64(),
+                    ns: Mutex::new(Namespace::default()),
+                    op: tokio::sync::Mutex::new(()),
+                    session_bytes: AtomicU64::new(0),
+                };
+                (m.name.clone(), Arc::new(mount))
+            })
+            .collect();
+        let replayed = records.len();
+        let mut orphans = Vec::new();
+        let mut max_id = 0;
+        for record in records {
+            match &record {
+                Record::Set { mount, path, entry } => match mounts.get(mount) {
+                    Some(m) => {
+                        max_id = max_id.max(entry.id);
+                        m.ns.lock().set(path, entry.clone());
+                    }
+                    None => orphans.push(record),
+                },
+                Record::Clear { mount, path, id } => match mounts.get(mount) {
+                    Some(m) => {
+                        let mut ns = m.ns.lock();
+                        if ns.get(path).is_some_and(|e| e.id == *id) {
+                            ns.remove(path);
+                        }
+                    }
+                    None => orphans.push(record),
+                },
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::error!(
+                records = orphans.len(),
+                "the journal holds writes of mounts that are no longer configured: they are kept, not persisted; \
+                 add the mounts back to persist them"
+            );
+        }
+        // Blobs of sessions that never published, and of entries since replaced: delete.
+        let used: std::collections::HashSet<u64> = mounts
+            .values()
+            .flat_map(|m| m.ns.lock().blobs().collect::<Vec<_>>())
+            .collect();
+        for id in journal.blob_ids()? {
+            max_id = max_id.max(id);
+            if !used.contains(&id) {
+                journal.remove_blob(id);
+            }
+        }
+        let write = WritePath {
+            mounts,
+            journal,
+            metadata,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(max_id + 1),
+            epoch: rand::random(),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            running: AtomicUsize::new(0),
+            retries: Mutex::new(HashMap::new()),
+            doomed_blobs: Mutex::new(Vec::new()),
+            orphans,
+        };
+        write.compact()?;
+        let (bytes, ops) = write.backlog();
+        if replayed > 0 {
+            tracing::info!(
+                records = replayed,
+                backlog_ops = ops,
+                backlog_bytes = bytes,
+                "journal replayed"
+            );
+        }
+        Ok(Arc::new(write))
+    }
+
+    /// Start the persister and the session reaper; they stop when `shutdown` is cancelled.
+    pub fn start(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                this.housekeeping();
+                let next = this.start_ready();
+                let wait = next.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = this.wake.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        });
+    }
+
+    /// Rewrite the journal as the live entries.
+    fn compact(&self) -> io::Result<()> {
+        let mut records = self.orphans.clone();
+        for m in self.mounts.values() {
+            let ns = m.ns.lock();
+            records.extend(ns.durable().map(|(path, entry)| Record::Set {
+                mount: m.name.clone(),
+                path: path.clone(),
+                entry: entry.clone(),
+            }));
+        }
+        self.journal.compact(&records)
+    }
+
+    fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn version(&self, id: u64) -> String {
+        format!("hoard:{:08x}-{id:x}", self.epoch)
+    }
+
+    /// The mount if this worker coordinates it.
+    fn coordinated(&self, mount: &str) -> WriteResult<&Arc<MountWrite>> {
+        match self.mounts.get(mount) {
+            Some(m) if m.coordinated => Ok(m),
+            Some(_) => Err(WriteError::new(
+                Status::NotCoordinator,
+                format!(
+                    "this worker is not the coordinator of mount `{mount}` (do the client and worker read the same cluster config?)"
+                ),
+            )),
+            None => Err(WriteError::new(
+                Status::InvalidArgument,
+                format!("no mount named `{mount}`"),
+            )),
+        }
+    }
+
+    /// (backlog bytes, backlog operations) over every mount.
+    pub fn backlog(&self) -> (u64, u64) {
+        self.mounts.values().fold((0, 0), |(b, o), m| {
+            let ns = m.ns.lock();
+            (b + ns.dirty_bytes(), o + ns.dirty_len() as u64)
+        })
+    }
+
+    /// Bytes of cache-only files over every mount.
+    pub fn cache_only_bytes(&self) -> u64 {
+        self.mounts.values().map(|m| m.ns.lock().cache_only_bytes()).sum()
+    }
+
+    // ---- reads and metadata -------------------------------------------------------------
+
+    /// The overlay's answer for a stat: `None` when the overlay has nothing at the path.
+    pub fn stat(&self, mount: &str, path: &str) -> Option<Option<FileMeta>> {
+        let m = self.coordinated(mount).ok()?;
+        let ns = m.ns.lock();
+        let entry = ns.get(path)?;
+        Some(entry.file().map(|f| file_meta(path, f)))
+    }
+
+    /// The bytes of a file version the overlay holds: `None` when it holds no such version.
+    pub fn content(&self, mount: &str, path: &str, version: &str) -> Option<(Vec<Segment>, SegmentReader)> {
+        let m = self.coordinated(mount).ok()?;
+        let ns = m.ns.lock();
+        let file = ns.get(path)?.file().filter(|f| f.version == version)?;
+        Some((
+            file.segments.clone(),
+            SegmentReader {
+                journal: self.journal.clone(),
+                ufs: m.ufs.clone(),
+            },
+        ))
+    }
+
+    /// Whether a version tag is one this write path hands out.
+    pub fn is_hoard_version(version: &str) -> bool {
+        version.starts_with("hoard:")
+    }
+
+    /// A listing merged with the overlay, or `None` when the overlay has nothing under the
+    /// prefix (then the under-store's listing is the answer).
+    ///
+    /// # Errors
+    /// The under-store's listing error.
+    pub async fn list(
+        &self,
+        mount: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max_keys: u32,
+    ) -> Option<WriteResult<ListReply>> {
+        let m = self.coordinated(mount).ok()?;
+        if !m.ns.lock().touches(prefix) {
+            return None;
+        }
+        Some(self.merged_list(m, prefix, delimiter, after, max_keys).await)
+    }
+
+    async fn merged_list(
+        &self,
+        m: &MountWrite,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max_keys: u32,
+    ) -> WriteResult<ListReply> {
+        let ufs_items = list_all(m.ufs.as_ref(), prefix, delimiter)
+            .await
+            .map_err(|e| WriteError::ufs(&e))?;
+        let mut merged: BTreeMap<String, ListEntry> = BTreeMap::new();
+        let mut hidden_prefixes = Vec::new();
+        {
+            let ns = m.ns.lock();
+            for item in ufs_items {
+                match item {
+                    ListItem::Object(o) if o.path.ends_with('/') && delimiter.is_none() => {}
+                    ListItem::Object(o) => {
+                        if ns.get(&o.path).is_none() {
+                            merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
+                        }
+                    }
+                    ListItem::Prefix(p) => {
+                        if ns.touches(&p) && !ns.has_live_under(&p) {
+                            hidden_prefixes.push(p);
+                        } else {
+                            merged.insert(p.clone(), ListEntry::Prefix(p));
+                        }
+                    }
+                }
+            }
+            for (key, entry) in ns.under(prefix) {
+                if !entry.exists() {
+                    continue;
+                }
+                let rest = &key[prefix.len()..];
+                if let Some(d) = delimiter
+                    && let Some(at) = rest.find(d)
+                {
+                    let p = format!("{prefix}{}", &rest[..at + d.len()]);
+                    merged.insert(p.clone(), ListEntry::Prefix(p));
+                    continue;
+                }
+                if let Some(f) = entry.file() {
+                    merged.insert(key.clone(), ListEntry::File(file_meta(key, f)));
+                }
+            }
+        }
+        // A directory whose every under-store object has a tombstone shows only if something
+        // in it survives.
+        for p in hidden_prefixes {
+            let objects = list_all(m.ufs.as_ref(), &p, None)
+                .await
+                .map_err(|e| WriteError::ufs(&e))?;
+            let ns = m.ns.lock();
+            if objects.iter().any(|o| ns.get(list_key(o)).is_none_or(Entry::exists)) {
+                merged.insert(p.clone(), ListEntry::Prefix(p));
+            }
+        }
+        let max = if max_keys == 0 { 1000 } else { max_keys as usize };
+        let mut entries: Vec<ListEntry> = merged
+            .into_iter()
+            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+            .map(|(_, e)| e)
+            .take(max + 1)
+            .collect();
+        let next_continuation = if entries.len() > max {
+            entries.truncate(max);
+            entries.last().map(|e| format!("{MERGED_TOKEN}{}", entry_key(e)))
+        } else {
+            None
+        };
+        Ok(ListReply {
+            entries,
+            next_continuation,
+        })
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// Open a write session.
+    ///
+    /// # Errors
+    /// `NotCoordinator`, `AlreadyExists` (exclusive create of an existing path), a journal
+    /// I/O error.
+    pub async fn open_session(
+        &self,
+        mount: &str,
+        path: &str,
+        append: bool,
+        exclusive: bool,
+    ) -> WriteResult<(u64, u64)> {
+        let m = self.coordinated(mount)?.clone();
+        validate_path(path)?;
+        if exclusive && !append && self.exists(&m, path).await? {
+            return Err(WriteError::new(
+                Status::AlreadyExists,
+                format!("/{mount}/{path} exists"),
+            ));
+        }
+        let base_size = if append { self.current_size(&m, path).await? } else { 0 };
+        let id = self.new_id();
+        let file = self
+            .journal
+            .create_blob(id)
+            .map_err(|e| WriteError::io("create a journal blob", &e))?;
+        let session = Session {
+            mount: m,
+            path: path.to_owned(),
+            append,
+            exclusive,
+            blob: id,
+            file: Arc::new(file),
+            state: tokio::sync::Mutex::new(SessionState {
+                received: Received::default(),
+                published: 0,
+                streaming: Streaming::default(),
+                last_used: Instant::now(),
+            }),
+            touched: Mutex::new(Instant::now()),
+        };
+        self.sessions.lock().insert(id, Arc::new(session));
+        ::metrics::gauge!(metrics::WRITE_SESSIONS).increment(1.0);
+        Ok((id, base_size))
+    }
+
+    fn session(&self, handle: u64) -> WriteResult<Arc<Session>> {
+        let s = self.sessions.lock().get(&handle).cloned().ok_or_else(|| {
+            WriteError::new(
+                Status::NoSuchSession,
+                format!("no write session {handle} (finished, idle too long, or lost with a worker restart)"),
+            )
+        })?;
+        *s.touched.lock() = Instant::now();
+        Ok(s)
+    }
+
+    /// Bytes of a session at `offset`.
+    ///
+    /// # Errors
+    /// `NoSuchSession`, `NoSpace`, `InvalidArgument` (bytes sent twice), and in `through` mode
+    /// the under-store's error for a part.
+    pub async fn write(&self, handle: u64, offset: u64, data: Bytes) -> WriteResult<u64> {
+        let s = self.session(handle)?;
+        let len = data.len() as u64;
+        if len > MAX_WRITE {
+            return Err(WriteError::new(
+                Status::InvalidArgument,
+                format!("a write may carry at most {MAX_WRITE} bytes"),
+            ));
+        }
+        let m = &s.mount;
+        if m.mode == WriteMode::CacheOnly {
+            let used = m.ns.lock().cache_only_bytes() + m.session_bytes.load(Ordering::Relaxed);
+            if used + len > m.cache_only_capacity {
+                return Err(WriteError::new(
+                    Status::NoSpace,
+                    format!(
+                        "mount `{}` is full: its cache-only capacity is {} bytes and {used} are used; delete files to make room",
+                        m.name, m.cache_only_capacity
+                    ),
+                ));
+            }
+        }
+        let file = s.file.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&data, offset)
+        })
+        .await
+        .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
+        .map_err(|e| WriteError::io("write to the journal", &e))?;
+        m.session_bytes.fetch_add(len, Ordering::Relaxed);
+        let mut state = s.state.lock().await;
+        state.last_used = Instant::now();
+        if !state.received.insert(offset, offset + len) {
+            return Err(WriteError::new(
+                Status::InvalidArgument,
+                format!("bytes at {offset} were written twice"),
+            ));
+        }
+        if m.mode == WriteMode::Through && !s.append {
+            self.feed_upload(&s, &mut state).await?;
+        }
+        Ok(len)
+    }
+
+    /// Start uploads of the full parts a `through` session has received; wait while too many
+    /// are in flight.
+    async fn feed_upload(&self, s: &Session, state: &mut SessionState) -> WriteResult<()> {
+        let part = self.config.part_size;
+        let ready = state.received.contiguous();
+        while ready - state.streaming.next_start >= part {
+            if state.streaming.upload_id.is_none() {
+                let id = s
+                    .mount
+                    .ufs
+                    .create_multipart(&s.path)
+                    .await
+                    .map_err(|e| WriteError::ufs(&e))?;
+                state.streaming.upload_id = Some(id);
+            }
+            let start = state.streaming.next_start;
+            let number = (start / part) as u32 + 1;
+            state.streaming.next_start += part;
+            let task = self.upload_part_task(
+                s,
+                number,
+                start,
+                part,
+                state.streaming.upload_id.clone().unwrap_or_default(),
+            );
+            state.streaming.pending.push_back(task);
+            while state.streaming.pending.len() > THROUGH_PARTS_IN_FLIGHT {
+                self.finish_oldest_part(s, state).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upload_part_task(
+        &self,
+        s: &Session,
+        number: u32,
+        start: u64,
+        len: u64,
+        upload_id: String,
+    ) -> JoinHandle<UfsResult<CompletedPart>> {
+        let reader = SegmentReader {
+            journal: self.journal.clone(),
+            ufs: s.mount.ufs.clone(),
+        };
+        let (path, blob) = (s.path.clone(), s.blob);
+        tokio::spawn(async move {
+            let data = reader.read(&[Segment::Blob { blob, start, len }]).await?;
+            reader.ufs.upload_part(&path, &upload_id, number, data).await
+        })
+    }
+
+    async fn finish_oldest_part(&self, s: &Session, state: &mut SessionState) -> WriteResult<()> {
+        if let Some(task) = state.streaming.pending.pop_front() {
+            let done = task
+                .await
+                .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
+                .map_err(|e| {
+                    tracing::warn!(path = %s.path, "a part upload failed: {e}");
+                    WriteError::ufs(&e)
+                })?;
+            state.streaming.done.push(done);
+        }
+        Ok(())
+    }
+
+    /// Make the first `len` bytes of a session durable and visible (`commit` also ends it).
+    ///
+    /// # Errors
+    /// `InvalidArgument` when bytes before `len` are missing; `NoSpace` and I/O errors of the
+    /// journal; in `through` mode the under-store's error (then nothing is published).
+    pub async fn publish(&self, handle: u64, len: u64, commit: bool) -> WriteResult<Option<FileMeta>> {
+        let s = self.session(handle)?;
+        let result = self.publish_session(&s, len, commit).await;
+        if commit {
+            self.end_session(handle, &s).await;
+        }
+        result
+    }
+
+    async fn publish_session(&self, s: &Session, len: u64, commit: bool) -> WriteResult<Option<FileMeta>> {
+        let mut state = s.state.lock().await;
+        state.last_used = Instant::now();
+        let have = state.received.contiguous();
+        if have != len || state.received.0.len() > 1 {
+            return Err(WriteError::new(
+                Status::InvalidArgument,
+                format!("the session has {have} contiguous bytes, not the {len} being published"),
+            ));
+        }
+        if s.mount.mode == WriteMode::Through && !s.append {
+            if !commit {
+                return Ok(None); // through: durable only at close
+            }
+            return self.commit_through(s, &mut state, len).await.map(Some);
+        }
+        if len == state.published && (state.published > 0 || s.append) {
+            // Nothing new since the last flush.
+            let ns = s.mount.ns.lock();
+            return Ok(ns.get(&s.path).and_then(Entry::file).map(|f| file_meta(&s.path, f)));
+        }
+        let file = s.file.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
+            .map_err(|e| WriteError::io("fsync the journal blob", &e))?;
+        let _op = s.mount.op.lock().await;
+        let entry = if s.append {
+            self.appended_entry(s, state.published, len).await?
+        } else {
+            if s.exclusive && state.published == 0 && self.exists(&s.mount, &s.path).await? {
+                return Err(WriteError::new(
+                    Status::AlreadyExists,
+                    format!("/{}/{} exists", s.mount.name, s.path),
+                ));
+            }
+            let id = self.new_id();
+            Entry {
+                id,
+                kind: EntryKind::File(FileEntry {
+                    version: self.version(id),
+                    size: len,
+                    mtime_ms: now_ms(),
+                    segments: vec![Segment::Blob {
+                        blob: s.blob,
+                        start: 0,
+                        len,
+                    }],
+                    ufs_version: None,
+                }),
+                state: self.dirty_state(&s.mount),
+            }
+        };
+        if s.mount.mode == WriteMode::Through {
+            // An append in through mode: the under-store gets the whole object first.
+            let meta = self.upload_now(&s.mount, &s.path, &entry).await?;
+            let mut entry = entry;
+            entry.state = EntryState::Clean;
+            if let EntryKind::File(f) = &mut entry.kind {
+                f.ufs_version = Some(meta.version.clone());
+                f.segments = vec![ufs_segment(&s.path, &meta.version, meta.size)];
+            }
+            let meta = entry.file().map(|f| file_meta(&s.path, f));
+            self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
+            state.published = len;
+            return Ok(meta);
+        }
+        let meta = entry.file().map(|f| file_meta(&s.path, f));
+        self.install(&s.mount, vec![(s.path.clone(), entry)], true)?;
+        state.published = len;
+        Ok(meta)
+    }
+
+    /// The entry of `path` with a session's bytes `[from, to)` appended.
+    async fn appended_entry(&self, s: &Session, from: u64, to: u64) -> WriteResult<Entry> {
+        let current = { s.mount.ns.lock().get(&s.path).cloned() };
+        let mut segments = match current {
+            Some(Entry {
+                kind: EntryKind::File(f),
+                ..
+            }) => f.segments,
+            Some(Entry {
+                kind: EntryKind::Deleted,
+                ..
+            }) => Vec::new(),
+            Some(Entry {
+                kind: EntryKind::Dir, ..
+            }) => {
+                return Err(WriteError::new(
+                    Status::NotADirectory,
+                    format!("{} is a directory", s.path),
+                ));
+            }
+            None => match s.mount.ufs.stat(&s.path).await {
+                Ok(o) if o.size > 0 => vec![ufs_segment(&s.path, &o.version, o.size)],
+                Ok(_) | Err(UfsError::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(WriteError::ufs(&e)),
+            },
+        };
+        let added = to - from;
+        let open_blobs: Vec<u64> = self.sessions.lock().keys().copied().collect();
+        match segments.last_mut() {
+            // This session's previous flush: grow it.
+            Some(Segment::Blob { blob, start, len }) if *blob == s.blob && *start + *len == from => *len += added,
+            // A finished session's blob that ends the file: copy the bytes onto its end, so many
+            // small appends make one blob and one segment.
+            Some(Segment::Blob { blob, start, len })
+                if !open_blobs.contains(blob) && s.mount.mode != WriteMode::Through =>
+            {
+                let (journal, target, session_blob) = (self.journal.clone(), *blob, s.blob);
+                let end = *start + *len;
+                let copied =
+                    tokio::task::spawn_blocking(move || append_blob(&journal, session_blob, from, added, target, end))
+                        .await
+                        .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?;
+                match copied {
+                    Ok(true) => *len += added,
+                    Ok(false) => segments.push(Segment::Blob {
+                        blob: s.blob,
+                        start: from,
+                        len: added,
+                    }),
+                    Err(e) => return Err(WriteError::io("append to a journal blob", &e)),
+                }
+            }
+            _ => segments.push(Segment::Blob {
+                blob: s.blob,
+                start: from,
+                len: added,
+            }),
+        }
+        let id = self.new_id();
+        Ok(Entry {
+            id,
+            kind: EntryKind::File(FileEntry {
+                version: self.version(id),
+                size: segments.iter().map(Segment::len).sum(),
+                mtime_ms: now_ms(),
+                segments,
+                ufs_version: None,
+            }),
+            state: self.dirty_state(&s.mount),
+        })
+    }
+
+    /// Finish a `through` create: last part, complete (or one PUT), then publish as clean.
+    async fn commit_through(&self, s: &Session, state: &mut SessionState, len: u64) -> WriteResult<FileMeta> {
+        let ufs = &s.mount.ufs;
+        let result: WriteResult<ObjectMeta> = async {
+            match state.streaming.upload_id.clone() {
+                None => {
+                    let reader = SegmentReader {
+                        journal: self.journal.clone(),
+                        ufs: ufs.clone(),
+                    };
+                    let data = reader
+                        .read(&[Segment::Blob {
+                            blob: s.blob,
+                            start: 0,
+                            len,
+                        }])
+                        .await
+                        .map_err(|e| WriteError::ufs(&e))?;
+                    let _op = s.mount.op.lock().await;
+                    if s.exclusive && self.exists(&s.mount, &s.path).await? {
+                        return Err(WriteError::new(
+                            Status::AlreadyExists,
+                            format!("/{}/{} exists", s.mount.name, s.path),
+                        ));
+                    }
+                    ufs.put(&s.path, data).await.map_err(|e| WriteError::ufs(&e))
+                }
+                Some(upload_id) => {
+                    let start = state.streaming.next_start;
+                    if len > start {
+                        let number = (start / self.config.part_size) as u32 + 1;
+                        let task = self.upload_part_task(s, number, start, len - start, upload_id.clone());
+                        state.streaming.pending.push_back(task);
+                    }
+                    while !state.streaming.pending.is_empty() {
+                        self.finish_oldest_part(s, state).await?;
+                    }
+                    let parts = std::mem::take(&mut state.streaming.done);
+                    let _op = s.mount.op.lock().await;
+                    if s.exclusive && self.exists(&s.mount, &s.path).await? {
+                        return Err(WriteError::new(
+                            Status::AlreadyExists,
+                            format!("/{}/{} exists", s.mount.name, s.path),
+                        ));
+                    }
+                    ufs.complete_multipart(&s.path, &upload_id, parts)
+                        .await
+                        .map_err(|e| WriteError::ufs(&e))
+                }
+            }
+        }
+        .await;
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.abort_streaming(s, state).await;
+                return Err(e);
+            }
+        };
+        let _op = s.mount.op.lock().await;
+        let id = self.new_id();
+        let entry = Entry {
+            id,
+            kind: EntryKind::File(FileEntry {
+                version: self.version(id),
+                size: len,
+                mtime_ms: now_ms(),
+                // The blob serves reads until the grace period ends; then the under-store does.
+                segments: vec![ufs_segment(&s.path, &meta.version, len)],
+                ufs_version: Some(meta.version.clone()),
+            }),
+            state: EntryState::Clean,
+        };
+        let out = entry.file().map(|f| file_meta(&s.path, f)).expect("a file entry");
+        self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
+        state.published = len;
+        Ok(out)
+    }
+
+    async fn abort_streaming(&self, s: &Session, state: &mut SessionState) {
+        for task in state.streaming.pending.drain(..) {
+            task.abort();
+        }
+        if let Some(upload_id) = state.streaming.upload_id.take()
+            && let Err(e) = s.mount.ufs.abort_multipart(&s.path, &upload_id).await
+        {
+            tracing::warn!(path = %s.path, "could not abort a multipart upload: {e}");
+        }
+    }
+
+    /// Drop a session: its unpublished bytes are gone, its blob too unless an entry uses it.
+    pub async fn abort(&self, handle: u64) -> WriteResult<()> {
+        let s = self.session(handle)?;
+        {
+            let mut state = s.state.lock().await;
+            self.abort_streaming(&s, &mut state).await;
+        }
+        self.end_session(handle, &s).await;
+        Ok(())
+    }
+
+    async fn end_session(&self, handle: u64, s: &Session) {
+        if self.sessions.lock().remove(&handle).is_none() {
+            return;
+        }
+        ::metrics::gauge!(metrics::WRITE_SESSIONS).decrement(1.0);
+        let received: u64 = {
+            let state = s.state.lock().await;
+            state.received.0.iter().map(|(a, b)| b - a).sum()
+        };
+        s.mount.session_bytes.fetch_sub(
+            received.min(s.mount.session_bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        if !s.mount.ns.lock().blob_used(s.blob) {
+            self.doom_blob(s.blob);
+        }
+    }
+
+    // ---- namespace operations -------------------------------------------------------------
+
+    /// Rename a file or a directory.
+    ///
+    /// # Errors
+    /// `NotFound`, `NotADirectory`, `NotEmpty`, `InvalidArgument`, journal and under-store errors.
+    pub async fn rename(&self, mount: &str, src: &str, dst: &str) -> WriteResult<()> {
+        let m = self.coordinated(mount)?.clone();
+        validate_path(src)?;
+        validate_path(dst)?;
+        if src == dst {
+            return Ok(());
+        }
+        if dst.starts_with(&format!("{src}/")) {
+            return Err(WriteError::new(
+                Status::InvalidArgument,
+                format!("cannot move {src} into itself"),
+            ));
+        }
+        let ids = {
+            let _op = m.op.lock().await;
+            let state = self.dirty_state(&m);
+            let mut changes = Vec::new();
+            if let Some(source) = self.file_source(&m, src).await? {
+                if self.is_dir(&m, dst).await? {
+                    return Err(WriteError::new(Status::NotADirectory, format!("{dst} is a directory")));
+                }
+                self.move_changes(&m, src, dst, source, state, &mut changes);
+            } else {
+                let members = self.dir_members(&m, src).await?;
+                if members.is_empty() {
+                    return Err(WriteError::new(
+                        Status::NotFound,
+                        format!("/{mount}/{src}: no such file or directory"),
+                    ));
+                }
+                if self.file_source(&m, dst).await?.is_some() {
+                    return Err(WriteError::new(Status::NotADirectory, format!("{dst} is a file")));
+                }
+                if !self.dir_members(&m, dst).await?.is_empty() {
+                    return Err(WriteError::new(
+                        Status::NotEmpty,
+                        format!("{dst} exists and is not empty"),
+                    ));
+                }
+                for (key, source) in members {
+                    let to = format!("{dst}{}", &key[src.len()..]);
+                    self.move_changes(&m, &key, &to, source, state, &mut changes);
+                }
+            }
+            let ids = changes.iter().map(|(_, e)| e.id).collect::<Vec<_>>();
+            self.install(&m, changes, true)?;
+            ids
+        };
+        self.wait_through(&m, &ids).await
+    }
+
+    /// The overlay changes that move `source` from `from` to `to`.
+    fn move_changes(
+        &self,
+        m: &MountWrite,
+        from: &str,
+        to: &str,
+        source: Entry,
+        state: EntryState,
+        out: &mut Vec<(String, Entry)>,
+    ) {
+        let id = self.new_id();
+        let kind = match source.kind {
+            EntryKind::File(mut f) => {
+                f.version = self.version(id);
+                f.ufs_version = None;
+                EntryKind::File(f)
+            }
+            other => other,
+        };
+        // A clean or cache-only file moves as it is stored; a renamed cache-only entry stays
+        // cache-only.
+        let moved_state = if source.state == EntryState::CacheOnly {
+            EntryState::CacheOnly
+        } else {
+            state
+        };
+        out.push((
+            to.to_owned(),
+            Entry {
+                id,
+                kind,
+                state: moved_state,
+            },
+        ));
+        let in_ufs_maybe = m.mode != WriteMode::CacheOnly || source.state != EntryState::CacheOnly;
+        if in_ufs_maybe {
+            out.push((
+                from.to_owned(),
+                Entry {
+                    id: self.new_id(),
+                    kind: EntryKind::Deleted,
+                    state,
+                },
+            ));
+        } else {
+            out.push((
+                from.to_owned(),
+                Entry {
+                    id: self.new_id(),
+                    kind: EntryKind::Deleted,
+                    state: EntryState::CacheOnly,
+                },
+            ));
+        }
+    }
+
+    /// Delete a file, or a directory with `recursive`.
+    ///
+    /// # Errors
+    /// `NotFound`, `NotEmpty`, journal and under-store errors.
+    pub async fn delete(&self, mount: &str, path: &str, recursive: bool) -> WriteResult<()> {
+        let m = self.coordinated(mount)?.clone();
+        validate_path(path)?;
+        let ids = {
+            let _op = m.op.lock().await;
+            let state = self.dirty_state(&m);
+            let mut victims = Vec::new();
+            if self.file_source(&m, path).await?.is_some() {
+                victims.push(path.to_owned());
+            } else {
+                let members = self.dir_members(&m, path).await?;
+                if members.is_empty() {
+                    return Err(WriteError::new(
+                        Status::NotFound,
+                        format!("/{mount}/{path}: no such file or directory"),
+                    ));
+                }
+                let marker = format!("{path}/");
+                if !recursive && members.iter().any(|(k, _)| *k != marker) {
+                    return Err(WriteError::new(
+                        Status::NotEmpty,
+                        format!("/{mount}/{path} is a directory and not empty"),
+                    ));
+                }
+                victims.extend(members.into_iter().map(|(k, _)| k));
+            }
+            let changes: Vec<(String, Entry)> = victims
+                .into_iter()
+                .map(|k| {
+                    let e = Entry {
+                        id: self.new_id(),
+                        kind: EntryKind::Deleted,
+                        state,
+                    };
+                    (k, e)
+                })
+                .collect();
+            let ids = changes.iter().map(|(_, e)| e.id).collect::<Vec<_>>();
+            self.install(&m, changes, true)?;
+            ids
+        };
+        self.wait_through(&m, &ids).await
+    }
+
+    /// Create a directory (a marker `path/`).
+    ///
+    /// # Errors
+    /// `AlreadyExists` when a file has that name.
+    pub async fn mkdir(&self, mount: &str, path: &str) -> WriteResult<()> {
+        let m = self.coordinated(mount)?.clone();
+        validate_path(path)?;
+        let ids = {
+            let _op = m.op.lock().await;
+            if self.file_source(&m, path).await?.is_some() {
+                return Err(WriteError::new(
+                    Status::AlreadyExists,
+                    format!("/{mount}/{path} is a file"),
+                ));
+            }
+            if self.is_dir(&m, path).await? {
+                return Ok(());
+            }
+            let entry = Entry {
+                id: self.new_id(),
+                kind: EntryKind::Dir,
+                state: self.dirty_state(&m),
+            };
+            let ids = vec![entry.id];
+            self.install(&m, vec![(format!("{path}/"), entry)], true)?;
+            ids
+        };
+        self.wait_through(&m, &ids).await
+    }
+
+    /// Wait (up to a few seconds) until nothing at or under `path` is dirty.
+    ///
+    /// # Errors
+    /// `Timeout` when something still is (ask again).
+    pub async fn sync(&self, mount: &str, path: &str) -> WriteResult<()> {
+        let m = self.coordinated(mount)?.clone();
+        let deadline = Instant::now() + SYNC_WAIT;
+        loop {
+            let progress = self.progress.notified();
+            if !m.ns.lock().dirty_under(path) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let (bytes, ops) = self.backlog();
+                return Err(WriteError::new(
+                    Status::Timeout,
+                    format!("/{mount}/{path} is not persisted yet ({ops} operations, {bytes} bytes pending)"),
+                ));
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), progress).await;
+        }
+    }
+
+    /// In `through` mode, wait until the persister applied these entries (errors come back).
+    async fn wait_through(&self, m: &MountWrite, ids: &[u64]) -> WriteResult<()> {
+        if m.mode != WriteMode::Through {
+            return Ok(());
+        }
+        loop {
+            let progress = self.progress.notified();
+            let pending: Vec<u64> = {
+                let ns = m.ns.lock();
+                let dirty: std::collections::HashSet<u64> = ns.dirty().map(|(id, _)| id).collect();
+                ids.iter().copied().filter(|id| dirty.contains(id)).collect()
+            };
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if let Some(err) = pending.iter().find_map(|id| self.failure(*id)) {
+                return Err(WriteError::new(
+                    err.status,
+                    format!(
+                        "the under-store refused: {} (hoard keeps retrying in the background)",
+                        err.message
+                    ),
+                ));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), progress).await;
+        }
+    }
+
+    fn failure(&self, id: u64) -> Option<WriteError> {
+        let retries = self.retries.lock();
+        match retries.get(&id) {
+            Some((n, _)) if *n >= 3 => Some(WriteError::new(Status::UfsUnavailable, format!("{n} attempts failed"))),
+            _ => None,
+        }
+    }
+
+    /// Log and apply overlay changes (`durable`: through the journal first).
+    fn install(&self, m: &MountWrite, changes: Vec<(String, Entry)>, durable: bool) -> WriteResult<()> {
+        if durable && changes.iter().any(|(_, e)| e.state != EntryState::Clean) {
+            let records: Vec<Record> = changes
+                .iter()
+                .map(|(path, entry)| Record::Set {
+                    mount: m.name.clone(),
+                    path: path.clone(),
+                    entry: entry.clone(),
+                })
+                .collect();
+            self.journal
+                .append(&records)
+                .map_err(|e| WriteError::io("write the journal", &e))?;
+        }
+        let mut freed = Vec::new();
+        {
+            let mut ns = m.ns.lock();
+            for (path, entry) in changes {
+                self.metadata.forget_stat(&m.name, &path);
+                freed.extend(ns.set(&path, entry));
+            }
+        }
+        for blob in freed {
+            self.doom_blob(blob);
+        }
+        self.metadata.forget_lists(&m.name);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn dirty_state(&self, m: &MountWrite) -> EntryState {
+        if m.mode == WriteMode::CacheOnly {
+            EntryState::CacheOnly
+        } else {
+            EntryState::Dirty
+        }
+    }
+
+    /// Upload an entry's bytes to `path` now (through-mode appends).
+    async fn upload_now(&self, m: &MountWrite, path: &str, entry: &Entry) -> WriteResult<ObjectMeta> {
+        let reader = SegmentReader {
+            journal: self.journal.clone(),
+            ufs: m.ufs.clone(),
+        };
+        let f = entry.file().expect("a file entry");
+        reader
+            .upload(path, &f.segments, self.config.part_size, whole_object)
+            .await
+            .map_err(|e| WriteError::ufs(&e))
+    }
+
+    // ---- lookups that consult the under-store -------------------------------------------
+
+    /// The entry a file at `path` would move as: its overlay entry, or a span of its
+    /// under-store object. `None` when there is no such file.
+    async fn file_source(&self, m: &MountWrite, path: &str) -> WriteResult<Option<Entry>> {
+        let found = m.ns.lock().get(path).cloned();
+        match found {
+            Some(e) if e.file().is_some() => Ok(Some(e)),
+            Some(_) => Ok(None),
+            None => match m.ufs.stat(path).await {
+                Ok(o) => Ok(Some(ufs_entry(path, &o))),
+                Err(UfsError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(WriteError::ufs(&e)),
+            },
+        }
+    }
+
+    /// Everything under directory `path` (`path/...`): overlay entries and under-store objects
+    /// without one, markers included, keyed by full key.
+    async fn dir_members(&self, m: &MountWrite, path: &str) -> WriteResult<Vec<(String, Entry)>> {
+        let prefix = format!("{path}/");
+        let objects = list_all(m.ufs.as_ref(), &prefix, None)
+            .await
+            .map_err(|e| WriteError::ufs(&e))?;
+        let ns = m.ns.lock();
+        let mut members: BTreeMap<String, Entry> = BTreeMap::new();
+        for item in objects {
+            if let ListItem::Object(o) = item
+                && ns.get(&o.path).is_none()
+            {
+                let entry = if o.path.ends_with('/') {
+                    Entry {
+                        id: 0,
+                        kind: EntryKind::Dir,
+                        state: EntryState::Clean,
+                    }
+                } else {
+                    ufs_entry(&o.path, &o)
+                };
+                members.insert(o.path.clone(), entry);
+            }
+        }
+        for (k, e) in ns.under(&prefix) {
+            if e.exists() {
+                members.insert(k.clone(), e.clone());
+            }
+        }
+        Ok(members.into_iter().collect())
+    }
+
+    async fn is_dir(&self, m: &MountWrite, path: &str) -> WriteResult<bool> {
+        Ok(!self.dir_members(m, path).await?.is_empty())
+    }
+
+    async fn exists(&self, m: &MountWrite, path: &str) -> WriteResult<bool> {
+        Ok(self.file_source(m, path).await?.is_some())
+    }
+
+    async fn current_size(&self, m: &MountWrite, path: &str) -> WriteResult<u64> {
+        Ok(self
+            .file_source(m, path)
+            .await?
+            .and_then(|e| e.file().map(|f| f.size))
+            .unwrap_or(0))
+    }
+
+    // ---- the persister ------------------------------------------------------------------
+
+    /// Start the dirty entries that may run now; returns when to look again for retries.
+    fn start_ready(self: &Arc<Self>) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next_retry: Option<Duration> = None;
+        for m in self.mounts.values() {
+            if m.mode == WriteMode::CacheOnly {
+                continue;
+            }
+            let mut jobs = Vec::new();
+            {
+                let mut ns = m.ns.lock();
+                let retries = self.retries.lock();
+                let candidates: Vec<(u64, String)> = ns.dirty().map(|(id, p)| (id, p.clone())).collect();
+                for (id, path) in candidates {
+                    if self.running.load(Ordering::Relaxed) + jobs.len() >= self.config.upload_concurrency {
+                        break;
+                    }
+                    if ns.is_in_flight(&path) {
+                        continue;
+                    }
+                    if let Some((_, at)) = retries.get(&id)
+                        && *at > now
+                    {
+                        let wait = *at - now;
+                        next_retry = Some(next_retry.map_or(wait, |n| n.min(wait)));
+                        continue;
+                    }
+                    let Some(entry) = ns.get(&path).cloned() else { continue };
+                    // Other dirty entries still copy from this key: it must not change yet.
+                    if ns.ufs_refs(&path) > self_refs(&entry, &path) {
+                        continue;
+                    }
+                    ns.start(&path);
+                    jobs.push((path, entry));
+                }
+            }
+            for (path, entry) in jobs {
+                self.running.fetch_add(1, Ordering::Relaxed);
+                let (this, m) = (self.clone(), m.clone());
+                tokio::spawn(async move {
+                    let result = this.apply(&m, &path, &entry).await;
+                    this.finish_job(&m, &path, &entry, result);
+                    this.running.fetch_sub(1, Ordering::Relaxed);
+                    this.wake.notify_one();
+                    this.progress.notify_waiters();
+                });
+            }
+        }
+        let (bytes, ops) = self.backlog();
+        ::metrics::gauge!(metrics::WRITE_BACKLOG_BYTES).set(bytes as f64);
+        ::metrics::gauge!(metrics::WRITE_BACKLOG_OPS).set(ops as f64);
+        next_retry
+    }
+
+    /// Apply one entry to the under-store.
+    async fn apply(&self, m: &MountWrite, path: &str, entry: &Entry) -> UfsResult<Option<ObjectMeta>> {
+        match &entry.kind {
+            EntryKind::File(f) => {
+                let reader = SegmentReader {
+                    journal: self.journal.clone(),
+                    ufs: m.ufs.clone(),
+                };
+                reader
+                    .upload(path, &f.segments, self.config.part_size, whole_object)
+                    .await
+                    .map(Some)
+            }
+            EntryKind::Dir => m.ufs.put(path, Bytes::new()).await.map(Some),
+            EntryKind::Deleted => m.ufs.delete(path).await.map(|()| None),
+        }
+    }
+
+    fn finish_job(&self, m: &MountWrite, path: &str, entry: &Entry, result: UfsResult<Option<ObjectMeta>>) {
+        match result {
+            Ok(meta) => {
+                self.retries.lock().remove(&entry.id);
+                let mut freed = Vec::new();
+                let current = {
+                    let mut ns = m.ns.lock();
+                    ns.finish(path);
+                    let current = ns.get(path).is_some_and(|e| e.id == entry.id);
+                    if current {
+                        match (&entry.kind, meta) {
+                            (EntryKind::File(f), Some(meta)) => {
+                                let mut f = f.clone();
+                                f.segments = vec![ufs_segment(path, &meta.version, f.size)];
+                                f.ufs_version = Some(meta.version);
+                                let clean = Entry {
+                                    id: entry.id,
+                                    kind: EntryKind::File(f),
+                                    state: EntryState::Clean,
+                                };
+                                freed.extend(ns.set(path, clean));
+                            }
+                            _ => freed.extend(ns.remove(path)),
+                        }
+                    }
+                    current
+                };
+                for blob in freed {
+                    self.doom_blob(blob);
+                }
+                let record = Record::Clear {
+                    mount: m.name.clone(),
+                    path: path.to_owned(),
+                    id: entry.id,
+                };
+                if let Err(e) = self.journal.append(&[record]) {
+                    // Replay will redo the operation: harmless, it is idempotent.
+                    tracing::warn!(path, "could not log a finished upload: {e}");
+                }
+                if current {
+                    self.metadata.forget_stat(&m.name, path);
+                    self.metadata.forget_lists(&m.name);
+                }
+                ::metrics::counter!(metrics::PERSISTED_OPS).increment(1);
+            }
+            Err(e) => {
+                m.ns.lock().finish(path);
+                let mut retries = self.retries.lock();
+                let (failures, at) = retries.entry(entry.id).or_insert((0, Instant::now()));
+                *failures += 1;
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << (*failures).min(16))
+                    .min(self.config.upload_retry_max);
+                *at = Instant::now() + backoff;
+                ::metrics::counter!(metrics::UPLOAD_FAILURES).increment(1);
+                tracing::warn!(
+                    mount = %m.name,
+                    path,
+                    attempt = *failures,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "persisting failed, will retry: {}",
+                    error_chain(&e)
+                );
+            }
+        }
+    }
+
+    /// Delete blobs past their grace period, forget old clean entries, reap idle sessions,
+    /// compact a long journal.
+    fn housekeeping(self: &Arc<Self>) {
+        let now = Instant::now();
+        let ready: Vec<u64> = {
+            let mut doomed = self.doomed_blobs.lock();
+            let (ready, keep): (Vec<_>, Vec<_>) = doomed.drain(..).partition(|(at, _)| *at <= now);
+            *doomed = keep;
+            ready.into_iter().map(|(_, id)| id).collect()
+        };
+        for blob in ready {
+            let used =
+                self.mounts.values().any(|m| m.ns.lock().blob_used(blob)) || self.sessions.lock().contains_key(&blob);
+            if !used {
+                self.journal.remove_blob(blob);
+            }
+        }
+        for m in self.mounts.values() {
+            let forgotten = {
+                let mut ns = m.ns.lock();
+                let excess = ns.excess_clean(self.config.written_entries);
+                for (_, path) in &excess {
+                    ns.remove(path);
+                }
+                excess
+            };
+            for (_, path) in forgotten {
+                self.metadata.forget_stat(&m.name, &path);
+            }
+        }
+        let idle: Vec<u64> = self
+            .sessions
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.touched.lock().elapsed() > self.config.session_idle_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for handle in idle {
+            tracing::warn!(handle, "aborting an idle write session");
+            let this = self.clone();
+            tokio::spawn(async move { this.abort(handle).await });
+        }
+        if self.journal.log_len() > 64 << 20
+            && let Err(e) = self.compact()
+        {
+            tracing::warn!("could not compact the journal: {e}");
+        }
+    }
+
+    fn doom_blob(&self, blob: u64) {
+        self.doomed_blobs.lock().push((Instant::now() + BLOB_GRACE, blob));
+    }
+}
+
+/// Continuation tokens of merged listings start with this.
+pub const MERGED_TOKEN: &str = "hoard-after:";
+
+/// Every item of a listing, all pages.
+async fn list_all(ufs: &dyn UnderStore, prefix: &str, delimiter: Option<&str>) -> UfsResult<Vec<ListItem>> {
+    let mut items = Vec::new();
+    let mut continuation = None;
+    loop {
+        let page = ufs
+            .list(&ListRequest {
+                prefix: prefix.to_owned(),
+                delimiter: delimiter.map(str::to_owned),
+                continuation,
+                max_keys: 1000,
+            })
+            .await?;
+        continuation = page.next_continuation.clone();
+        items.extend(page.into_items());
+        if continuation.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+fn list_key(item: &ListItem) -> &str {
+    item.key()
+}
+
+fn entry_key(e: &ListEntry) -> &str {
+    match e {
+        ListEntry::File(f) => &f.path,
+        ListEntry::Prefix(p) => p,
+    }
+}
+
+fn ufs_segment(path: &str, version: &str, size: u64) -> Segment {
+    Segment::Ufs {
+        path: path.to_owned(),
+        version: version.to_owned(),
+        start: 0,
+        len: size,
+    }
+}
+
+/// An under-store object as an entry (for renames): its bytes are the whole object.
+fn ufs_entry(path: &str, o: &ObjectMeta) -> Entry {
+    Entry {
+        id: 0,
+        kind: EntryKind::File(FileEntry {
+            version: o.version.clone(),
+            size: o.size,
+            mtime_ms: o.mtime_ms(),
+            segments: if o.size > 0 {
+                vec![ufs_segment(path, &o.version, o.size)]
+            } else {
+                Vec::new()
+            },
+            ufs_version: Some(o.version.clone()),
+        }),
+        state: EntryState::Clean,
+    }
+}
+
+/// A `Ufs` segment from offset 0 is a whole object (hoard only makes such segments).
+fn whole_object(seg: &Segment) -> bool {
+    matches!(seg, Segment::Ufs { start: 0, .. })
+}
+
+/// How many of an entry's own segments read its own path (an append's old object).
+fn self_refs(entry: &Entry, path: &str) -> u32 {
+    entry.file().map_or(0, |f| {
+        f.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Ufs { path: p, .. } if p == path))
+            .count() as u32
+    })
+}
+
+fn file_meta(path: &str, f: &FileEntry) -> FileMeta {
+    FileMeta {
+        path: path.to_owned(),
+        size: f.size,
+        version: f.version.clone(),
+        mtime_ms: f.mtime_ms,
+        homed: true,
+    }
+}
+
+fn ufs_meta(o: ObjectMeta) -> FileMeta {
+    FileMeta {
+        mtime_ms: o.mtime_ms(),
+        path: o.path,
+        size: o.size,
+        version: o.version,
+        homed: false,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn validate_path(path: &str) -> WriteResult<()> {
+    if path.is_empty()
+        || path.ends_with('/')
+        || path.starts_with('/')
+        || path.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(WriteError::new(
+            Status::InvalidArgument,
+            format!("`{path}` is not a valid file path"),
+        ));
+    }
+    Ok(())
+}
+
+/// Copy `len` bytes at `from` of blob `src` onto blob `dst` at `at`, if `dst` is exactly `at`
+/// long (nothing else appended there); fsync. `Ok(false)` when `dst` is not.
+fn append_blob(journal: &Journal, src: u64, from: u64, len: u64, dst: u64, at: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let target = journal.open_blob(dst)?;
+    if target.metadata()?.len() != at {
+        return Ok(false);
+    }
+    let data = persist::read_blob(journal, src, from, len)?;
+    let result = target.write_all_at(&data, at).and_then(|()| target.sync_data());
+    if result.is_err() {
+        let _ = target.set_len(at);
+    }
+    result.map(|()| true)
+}
