@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::metrics;
 use crate::page_store::{FileId, MemoryPageStore, Page, PageKey};
 use crate::ufs_meter::UfsMeter;
-use crate::write::{Segment, SegmentReader, slice};
+use crate::write::WritePath;
 
 /// Why a page could not be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +93,16 @@ pub enum Content {
         /// Version the bytes must have.
         version: String,
     },
-    /// A file written through hoard: spans of journal blobs and under-store objects.
-    Segments {
-        /// The spans, in order.
-        segments: Vec<Segment>,
-        /// Reads them.
-        reader: SegmentReader,
+    /// A file version written through hoard, held by the write path.
+    Written {
+        /// The write path.
+        write: Arc<WritePath>,
+        /// Mount name.
+        mount: String,
+        /// Path in the mount.
+        path: String,
+        /// The version.
+        version: String,
     },
 }
 
@@ -107,14 +111,19 @@ impl Content {
     async fn read(&self, start: u64, end: u64) -> Result<Bytes, UfsError> {
         match self {
             Content::Ufs { ufs, path, version } => ufs.read_range(path, start..end, Some(version)).await,
-            Content::Segments { segments, reader } => reader.read(&slice(segments, start, end)).await,
+            Content::Written {
+                write,
+                mount,
+                path,
+                version,
+            } => write.read(mount, path, version, start, end).await,
         }
     }
 
     fn describe(&self) -> &str {
         match self {
             Content::Ufs { path, .. } => path,
-            Content::Segments { .. } => "a file written through hoard",
+            Content::Written { path, .. } => path,
         }
     }
 }
@@ -270,7 +279,7 @@ impl ReadPath {
             let _permit = self.ufs_permits.acquire().await.expect("the semaphore is never closed");
             match &src.content {
                 Content::Ufs { .. } => self.meter.call("read", src.content.read(start, end)).await,
-                Content::Segments { .. } => src.content.read(start, end).await,
+                Content::Written { .. } => src.content.read(start, end).await,
             }
         };
         match result {

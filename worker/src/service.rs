@@ -171,17 +171,22 @@ impl WorkerService {
             let message = format!("a read may ask for at most {MAX_READ_BYTES} bytes, not {}", req.len);
             return Err(Reply::error(Status::InvalidArgument, message));
         }
-        let content = match self.write.content(&req.file.mount, &req.file.path, &req.file.version) {
-            Some((segments, reader)) => Content::Segments { segments, reader },
-            None if WritePath::is_hoard_version(&req.file.version) => {
-                let message = format!("{} is no longer at version {}", req.file.path, req.file.version);
-                return Err(Reply::error(Status::StaleVersion, message));
+        let content = if self.write.holds(&req.file.mount, &req.file.path, &req.file.version) {
+            Content::Written {
+                write: self.write.clone(),
+                mount: req.file.mount.clone(),
+                path: req.file.path.clone(),
+                version: req.file.version.clone(),
             }
-            None => Content::Ufs {
+        } else if WritePath::is_hoard_version(&req.file.version) {
+            let message = format!("{} is no longer at version {}", req.file.path, req.file.version);
+            return Err(Reply::error(Status::StaleVersion, message));
+        } else {
+            Content::Ufs {
                 ufs,
                 path: req.file.path.clone(),
                 version: req.file.version.clone(),
-            },
+            }
         };
         let src = Arc::new(FillSource {
             file: FileId::of(&req.file),

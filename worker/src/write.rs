@@ -387,8 +387,12 @@ impl WritePath {
         Some(entry.file().map(|f| file_meta(path, f)))
     }
 
-    /// The bytes of a file version the overlay holds: `None` when it holds no such version.
-    pub fn content(&self, mount: &str, path: &str, version: &str) -> Option<(Vec<Segment>, SegmentReader)> {
+    /// Whether the overlay holds this file version.
+    pub fn holds(&self, mount: &str, path: &str, version: &str) -> bool {
+        self.segments(mount, path, version).is_some()
+    }
+
+    fn segments(&self, mount: &str, path: &str, version: &str) -> Option<(Vec<Segment>, SegmentReader)> {
         let m = self.coordinated(mount).ok()?;
         let ns = m.ns.lock();
         let file = ns.get(path)?.file().filter(|f| f.version == version)?;
@@ -399,6 +403,34 @@ impl WritePath {
                 ufs: m.ufs.clone(),
             },
         ))
+    }
+
+    /// Bytes `[start, end)` of a file version the overlay holds. The version's bytes never
+    /// change, but where they live does (a blob, then the uploaded object): a read that meets
+    /// a just-replaced object resolves the segments again.
+    ///
+    /// # Errors
+    /// `VersionMismatch` when the overlay no longer holds the version; the store's errors.
+    pub async fn read(&self, mount: &str, path: &str, version: &str, start: u64, end: u64) -> UfsResult<Bytes> {
+        let mut attempt = 0;
+        loop {
+            let progress = self.progress.notified();
+            let Some((segments, reader)) = self.segments(mount, path, version) else {
+                return Err(UfsError::VersionMismatch {
+                    path: path.to_owned(),
+                    expected: version.to_owned(),
+                });
+            };
+            match reader.read(&slice(&segments, start, end)).await {
+                // The upload that replaced the object has not updated the overlay yet: it will
+                // as soon as its job finishes.
+                Err(UfsError::VersionMismatch { .. } | UfsError::NotFound { .. }) if attempt < 20 => {
+                    attempt += 1;
+                    let _ = tokio::time::timeout(Duration::from_millis(50), progress).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Whether a version tag is one this write path hands out.
@@ -1370,7 +1402,12 @@ impl WritePath {
                 let (this, m) = (self.clone(), m.clone());
                 tokio::spawn(async move {
                     let result = this.apply(&m, &path, &entry).await;
-                    this.finish_job(&m, &path, &entry, result);
+                    {
+                        // Serialized with publishes: an append building on the old object
+                        // either sees the rebased entry or is rebased itself.
+                        let _op = m.op.lock().await;
+                        this.finish_job(&m, &path, &entry, result);
+                    }
                     this.running.fetch_sub(1, Ordering::Relaxed);
                     this.wake.notify_one();
                     this.progress.notify_waiters();
@@ -1406,10 +1443,21 @@ impl WritePath {
             Ok(meta) => {
                 self.retries.lock().remove(&entry.id);
                 let mut freed = Vec::new();
+                let mut rebased_entry = None;
                 let current = {
                     let mut ns = m.ns.lock();
                     ns.finish(path);
                     let current = ns.get(path).is_some_and(|e| e.id == entry.id);
+                    if !current
+                        && let (EntryKind::File(done), Some(meta)) = (&entry.kind, &meta)
+                        && let Some(later) = ns.get(path).cloned()
+                        && let Some(rebased) = rebase(&later, done, path, meta)
+                    {
+                        // Appends arrived while the upload ran: their leading bytes are now the
+                        // uploaded object, not the old one the upload replaced.
+                        rebased_entry = Some(rebased.clone());
+                        freed.extend(ns.set(path, rebased));
+                    }
                     if current {
                         match (&entry.kind, meta) {
                             (EntryKind::File(f), Some(meta)) => {
@@ -1431,12 +1479,17 @@ impl WritePath {
                 for blob in freed {
                     self.doom_blob(blob);
                 }
-                let record = Record::Clear {
+                let mut records = vec![Record::Clear {
                     mount: m.name.clone(),
                     path: path.to_owned(),
                     id: entry.id,
-                };
-                if let Err(e) = self.journal.append(&[record]) {
+                }];
+                records.extend(rebased_entry.map(|entry| Record::Set {
+                    mount: m.name.clone(),
+                    path: path.to_owned(),
+                    entry,
+                }));
+                if let Err(e) = self.journal.append(&records) {
                     // Replay will redo the operation: harmless, it is idempotent.
                     tracing::warn!(path, "could not log a finished upload: {e}");
                 }
@@ -1585,6 +1638,43 @@ fn ufs_entry(path: &str, o: &ObjectMeta) -> Entry {
     }
 }
 
+/// `later` rebuilt on the object an upload of `done` just made at `path`, when `later` is `done`
+/// with bytes appended (its segments start with `done`'s, the last one possibly grown).
+fn rebase(later: &Entry, done: &FileEntry, path: &str, meta: &ObjectMeta) -> Option<Entry> {
+    let f = later.file()?;
+    let n = done.segments.len();
+    if n == 0 || f.segments.len() < n || f.segments[..n - 1] != done.segments[..n - 1] {
+        return None;
+    }
+    let grown = match (&done.segments[n - 1], &f.segments[n - 1]) {
+        (
+            Segment::Blob {
+                blob: a,
+                start: s,
+                len: l,
+            },
+            Segment::Blob {
+                blob: b,
+                start: t,
+                len: m,
+            },
+        ) => a == b && s == t && m >= l,
+        (a, b) => a == b,
+    };
+    if !grown || meta.size != done.size {
+        return None;
+    }
+    let mut segments = vec![ufs_segment(path, &meta.version, done.size)];
+    segments.extend(slice(&f.segments, done.size, f.size));
+    let mut file = f.clone();
+    file.segments = segments;
+    Some(Entry {
+        id: later.id,
+        kind: EntryKind::File(file),
+        state: later.state,
+    })
+}
+
 /// A `Ufs` segment from offset 0 is a whole object (hoard only makes such segments).
 fn whole_object(seg: &Segment) -> bool {
     matches!(seg, Segment::Ufs { start: 0, .. })
@@ -1655,3 +1745,6 @@ fn append_blob(journal: &Journal, src: u64, from: u64, len: u64, dst: u64, at: u
     }
     result.map(|()| true)
 }
+
+#[cfg(test)]
+mod tests;
