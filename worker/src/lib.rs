@@ -100,7 +100,8 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
             session_idle_timeout: config.session_idle_timeout,
         },
     )
-    .with_context(|| format!("open the write journal in {}", config.journal_dir.display()))?;
+    .with_context(|| format!("open the write journal in {}", config.journal_dir.display()))?
+    .cache_pages_in(read_path.store_arc(), config.page_size);
     Ok(Arc::new(WorkerService::new(
         config.id.clone(),
         mounts,

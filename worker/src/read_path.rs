@@ -193,6 +193,11 @@ impl ReadPath {
         &self.store
     }
 
+    /// The page store, shared.
+    pub fn store_arc(&self) -> Arc<MemoryPageStore> {
+        self.store.clone()
+    }
+
     /// The pages covering `[offset, offset + len)` of a file version, clipped to its size.
     ///
     /// # Errors

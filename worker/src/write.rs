@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hoard_transport::cluster::{MountEntry, WriteMode};
-use hoard_transport::wire::{FileMeta, ListEntry, ListReply, Status};
+use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ListReply, Status};
 use hoard_ufs::{CompletedPart, ListItem, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -44,6 +44,7 @@ pub use persist::{SegmentReader, slice};
 
 use crate::metadata::MetadataCache;
 use crate::metrics;
+use crate::page_store::{FileId, MemoryPageStore, Page, PageKey};
 use crate::read_path::{error_chain, ufs_status};
 
 /// Blobs no entry uses are deleted this long after, so reads that resolved them just before
@@ -192,6 +193,8 @@ struct Session {
 #[derive(Debug)]
 pub struct WritePath {
     mounts: HashMap<String, Arc<MountWrite>>,
+    /// The page cache, for the pages of `through` writes (a read right after the write hits).
+    pages: Option<(Arc<MemoryPageStore>, u64)>,
     journal: Arc<Journal>,
     metadata: Arc<MetadataCache>,
     config: WriteConfig,
@@ -282,6 +285,7 @@ impl WritePath {
         }
         let write = WritePath {
             mounts,
+            pages: None,
             journal,
             metadata,
             config,
@@ -306,6 +310,46 @@ impl WritePath {
             );
         }
         Ok(Arc::new(write))
+    }
+
+    /// Put the pages of files written in `through` mode into this page store (page size
+    /// `page_size`), so that reading them right after the write hits.
+    pub fn cache_pages_in(mut self: Arc<Self>, store: Arc<MemoryPageStore>, page_size: u64) -> Arc<Self> {
+        if let Some(this) = Arc::get_mut(&mut self) {
+            this.pages = Some((store, page_size));
+        }
+        self
+    }
+
+    /// Cache the pages of a blob as the pages of a file version (at most a quarter of the
+    /// store, so one large write does not flush the cache).
+    async fn cache_blob(&self, mount: &str, path: &str, version: &str, blob: u64, len: u64) {
+        let Some((store, page_size)) = self.pages.clone() else {
+            return;
+        };
+        if len > store.capacity_bytes() / 4 {
+            return;
+        }
+        let file = FileId::of(&FileKey {
+            mount: mount.to_owned(),
+            path: path.to_owned(),
+            version: version.to_owned(),
+        });
+        let journal = self.journal.clone();
+        let filled = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut index = 0;
+            while index * page_size < len {
+                let start = index * page_size;
+                let data = persist::read_blob(&journal, blob, start, page_size.min(len - start))?;
+                store.insert(PageKey { file, index }, Page::new(data));
+                index += 1;
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) = filled {
+            tracing::warn!(path, "could not cache the pages of a write: {e}");
+        }
     }
 
     /// Start the persister and the session reaper; they stop when `shutdown` is cancelled.
@@ -947,6 +991,7 @@ impl WritePath {
         let out = entry.file().map(|f| file_meta(&s.path, f)).expect("a file entry");
         self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
         state.published = len;
+        self.cache_blob(&s.mount.name, &s.path, &out.version, s.blob, len).await;
         Ok(out)
     }
 

@@ -15,6 +15,7 @@ use crate::metadata::MetadataCache;
 
 struct Fixture {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
+    pages: Arc<MemoryPageStore>,
     journal_dir: std::path::PathBuf,
     store: Arc<LocalUnderStore>,
     mode: WriteMode,
@@ -50,11 +51,16 @@ impl Fixture {
         let (data, journal) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
         let store = Arc::new(LocalUnderStore::new(data.path()).expect("store"));
         let journal_dir = journal.path().to_owned();
-        let write = open(&journal_dir, &store, mode);
+        let pages = Arc::new(MemoryPageStore::new(
+            64 << 20,
+            crate::eviction::from_kind(Default::default()),
+        ));
+        let write = open(&journal_dir, &store, mode).cache_pages_in(pages.clone(), 1 << 20);
         let stop = CancellationToken::new();
         write.start(stop.clone());
         Fixture {
             _dirs: (data, journal),
+            pages,
             journal_dir,
             store,
             mode,
@@ -291,6 +297,7 @@ async fn through_mode_acknowledges_once_the_store_has_it() {
         Some(big.clone()),
         "in the store when close returns"
     );
+    assert_eq!(f.pages.len(), 12, "and its pages in the cache");
     f.append("big", b"tail").await.expect("append");
     let mut expected = big;
     expected.extend_from_slice(b"tail");
