@@ -57,6 +57,12 @@ const SYNC_WAIT: Duration = Duration::from_secs(5);
 /// Most parts of one `through` session uploading at once (the writer waits beyond).
 const THROUGH_PARTS_IN_FLIGHT: usize = 4;
 
+/// How long a merged listing is reused while the namespace does not change.
+const MERGED_LIST_TTL: Duration = Duration::from_secs(5);
+
+/// Merged listings kept per mount.
+const MERGED_LISTS_KEPT: usize = 256;
+
 /// Most bytes one write request carries.
 pub const MAX_WRITE: u64 = 8 << 20;
 
@@ -121,7 +127,13 @@ struct MountWrite {
     op: tokio::sync::Mutex<()>,
     /// Bytes of open sessions (counted against the cache-only capacity).
     session_bytes: AtomicU64,
+    /// Bumped on every change of the overlay (invalidates `listings`).
+    generation: AtomicU64,
+    /// Merged listings: (prefix, delimiter) -> (generation, when, entries).
+    listings: Mutex<HashMap<(String, Option<String>), ListingCache>>,
 }
+
+type ListingCache = (u64, Instant, Arc<Vec<ListEntry>>);
 
 /// Byte ranges received by a session.
 #[derive(Debug, Default)]
@@ -208,6 +220,7 @@ pub struct WritePath {
     /// Entry id -> (failures, next attempt).
     retries: Mutex<HashMap<u64, (u32, Instant)>>,
     doomed_blobs: Mutex<Vec<(Instant, u64)>>,
+    backlog_reported: Mutex<Instant>,
     /// Journal records of mounts no longer configured: kept verbatim.
     orphans: Vec<Record>,
 }
@@ -238,6 +251,8 @@ impl WritePath {
                     ns: Mutex::new(Namespace::default()),
                     op: tokio::sync::Mutex::new(()),
                     session_bytes: AtomicU64::new(0),
+                    generation: AtomicU64::new(0),
+                    listings: Mutex::new(HashMap::new()),
                 };
                 (m.name.clone(), Arc::new(mount))
             })
@@ -297,6 +312,7 @@ impl WritePath {
             running: AtomicUsize::new(0),
             retries: Mutex::new(HashMap::new()),
             doomed_blobs: Mutex::new(Vec::new()),
+            backlog_reported: Mutex::new(Instant::now()),
             orphans,
         };
         write.compact()?;
@@ -358,6 +374,7 @@ impl WritePath {
         tokio::spawn(async move {
             loop {
                 this.housekeeping();
+                this.report_backlog();
                 let next = this.start_ready();
                 let wait = next.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
                 tokio::select! {
@@ -510,6 +527,35 @@ impl WritePath {
         after: Option<&str>,
         max_keys: u32,
     ) -> WriteResult<ListReply> {
+        let all = self.merged_entries(m, prefix, delimiter).await?;
+        let from = after.map_or(0, |a| all.partition_point(|e| entry_key(e) <= a));
+        let max = if max_keys == 0 { 1000 } else { max_keys as usize };
+        let entries: Vec<ListEntry> = all[from..].iter().take(max).cloned().collect();
+        let next_continuation = (from + entries.len() < all.len())
+            .then(|| entries.last().map(|e| format!("{MERGED_TOKEN}{}", entry_key(e))))
+            .flatten();
+        Ok(ListReply {
+            entries,
+            next_continuation,
+        })
+    }
+
+    /// Every entry of a merged listing, in key order; cached until the namespace changes (or
+    /// for [`MERGED_LIST_TTL`], for changes made behind hoard's back).
+    async fn merged_entries(
+        &self,
+        m: &MountWrite,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> WriteResult<Arc<Vec<ListEntry>>> {
+        let key = (prefix.to_owned(), delimiter.map(str::to_owned));
+        let generation = m.generation.load(Ordering::Acquire);
+        if let Some((g, at, entries)) = m.listings.lock().get(&key)
+            && *g == generation
+            && at.elapsed() < MERGED_LIST_TTL
+        {
+            return Ok(entries.clone());
+        }
         let ufs_items = list_all(m.ufs.as_ref(), prefix, delimiter)
             .await
             .map_err(|e| WriteError::ufs(&e))?;
@@ -519,7 +565,8 @@ impl WritePath {
             let ns = m.ns.lock();
             for item in ufs_items {
                 match item {
-                    ListItem::Object(o) if o.path.ends_with('/') && delimiter.is_none() => {}
+                    // Directory markers show as the prefixes they make, not as files.
+                    ListItem::Object(o) if o.path.ends_with('/') => {}
                     ListItem::Object(o) => {
                         if ns.get(&o.path).is_none() {
                             merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
@@ -543,7 +590,9 @@ impl WritePath {
                     && let Some(at) = rest.find(d)
                 {
                     let p = format!("{prefix}{}", &rest[..at + d.len()]);
-                    merged.insert(p.clone(), ListEntry::Prefix(p));
+                    if p != prefix {
+                        merged.insert(p.clone(), ListEntry::Prefix(p));
+                    }
                     continue;
                 }
                 if let Some(f) = entry.file() {
@@ -562,23 +611,13 @@ impl WritePath {
                 merged.insert(p.clone(), ListEntry::Prefix(p));
             }
         }
-        let max = if max_keys == 0 { 1000 } else { max_keys as usize };
-        let mut entries: Vec<ListEntry> = merged
-            .into_iter()
-            .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
-            .map(|(_, e)| e)
-            .take(max + 1)
-            .collect();
-        let next_continuation = if entries.len() > max {
-            entries.truncate(max);
-            entries.last().map(|e| format!("{MERGED_TOKEN}{}", entry_key(e)))
-        } else {
-            None
-        };
-        Ok(ListReply {
-            entries,
-            next_continuation,
-        })
+        let entries = Arc::new(merged.into_values().collect::<Vec<_>>());
+        let mut listings = m.listings.lock();
+        if listings.len() >= MERGED_LISTS_KEPT {
+            listings.clear();
+        }
+        listings.insert(key, (generation, Instant::now(), entries.clone()));
+        Ok(entries)
     }
 
     // ---- sessions -------------------------------------------------------------------------
@@ -1259,8 +1298,7 @@ impl WritePath {
             let progress = self.progress.notified();
             let pending: Vec<u64> = {
                 let ns = m.ns.lock();
-                let dirty: std::collections::HashSet<u64> = ns.dirty().map(|(id, _)| id).collect();
-                ids.iter().copied().filter(|id| dirty.contains(id)).collect()
+                ids.iter().copied().filter(|id| ns.is_dirty(*id)).collect()
             };
             if pending.is_empty() {
                 return Ok(());
@@ -1309,6 +1347,7 @@ impl WritePath {
                 freed.extend(ns.set(&path, entry));
             }
         }
+        m.generation.fetch_add(1, Ordering::AcqRel);
         for blob in freed {
             self.doom_blob(blob);
         }
@@ -1414,16 +1453,24 @@ impl WritePath {
             if m.mode == WriteMode::CacheOnly {
                 continue;
             }
-            let mut jobs = Vec::new();
+            let slots = self
+                .config
+                .upload_concurrency
+                .saturating_sub(self.running.load(Ordering::Relaxed));
+            if slots == 0 {
+                break;
+            }
+            let mut jobs: Vec<(String, Entry)> = Vec::new();
             {
                 let mut ns = m.ns.lock();
                 let retries = self.retries.lock();
-                let candidates: Vec<(u64, String)> = ns.dirty().map(|(id, p)| (id, p.clone())).collect();
-                for (id, path) in candidates {
-                    if self.running.load(Ordering::Relaxed) + jobs.len() >= self.config.upload_concurrency {
+                // Oldest first; stop as soon as the free slots are taken, so a long queue
+                // (a renamed directory of many objects) costs a pass only its head.
+                for (id, path) in ns.dirty() {
+                    if jobs.len() >= slots {
                         break;
                     }
-                    if ns.is_in_flight(&path) {
+                    if ns.is_in_flight(path) || jobs.iter().any(|(p, _)| p == path) {
                         continue;
                     }
                     if let Some((_, at)) = retries.get(&id)
@@ -1433,13 +1480,15 @@ impl WritePath {
                         next_retry = Some(next_retry.map_or(wait, |n| n.min(wait)));
                         continue;
                     }
-                    let Some(entry) = ns.get(&path).cloned() else { continue };
+                    let Some(entry) = ns.get(path) else { continue };
                     // Other dirty entries still copy from this key: it must not change yet.
-                    if ns.ufs_refs(&path) > self_refs(&entry, &path) {
+                    if ns.ufs_refs(path) > self_refs(entry, path) {
                         continue;
                     }
-                    ns.start(&path);
-                    jobs.push((path, entry));
+                    jobs.push((path.clone(), entry.clone()));
+                }
+                for (path, _) in &jobs {
+                    ns.start(path);
                 }
             }
             for (path, entry) in jobs {
@@ -1459,10 +1508,19 @@ impl WritePath {
                 });
             }
         }
+        next_retry
+    }
+
+    /// Set the backlog gauges (a pass over the dirty entries: at most a few times a second).
+    fn report_backlog(&self) {
+        let mut last = self.backlog_reported.lock();
+        if last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        *last = Instant::now();
         let (bytes, ops) = self.backlog();
         ::metrics::gauge!(metrics::WRITE_BACKLOG_BYTES).set(bytes as f64);
         ::metrics::gauge!(metrics::WRITE_BACKLOG_OPS).set(ops as f64);
-        next_retry
     }
 
     /// Apply one entry to the under-store.
@@ -1539,6 +1597,7 @@ impl WritePath {
                     tracing::warn!(path, "could not log a finished upload: {e}");
                 }
                 if current {
+                    m.generation.fetch_add(1, Ordering::AcqRel);
                     self.metadata.forget_stat(&m.name, path);
                     self.metadata.forget_lists(&m.name);
                 }
@@ -1592,6 +1651,9 @@ impl WritePath {
                 }
                 excess
             };
+            if !forgotten.is_empty() {
+                m.generation.fetch_add(1, Ordering::AcqRel);
+            }
             for (_, path) in forgotten {
                 self.metadata.forget_stat(&m.name, &path);
             }

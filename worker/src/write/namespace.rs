@@ -212,6 +212,11 @@ impl Namespace {
         self.dirty.iter().map(|(id, p)| (*id, p))
     }
 
+    /// Whether the entry `id` is still dirty.
+    pub fn is_dirty(&self, id: u64) -> bool {
+        self.dirty.contains_key(&id)
+    }
+
     /// Number of dirty entries.
     pub fn dirty_len(&self) -> usize {
         self.dirty.len()
