@@ -221,6 +221,10 @@ pub struct WritePath {
     retries: Mutex<HashMap<u64, (u32, Instant)>>,
     doomed_blobs: Mutex<Vec<(Instant, u64)>>,
     backlog_reported: Mutex<Instant>,
+    /// Multipart uploads left open (by a crash, or an abort that failed): (mount, path, id),
+    /// aborted by housekeeping.
+    stale_uploads: Mutex<Vec<(String, String, String)>>,
+    aborting_stale: std::sync::atomic::AtomicBool,
     /// Journal records of mounts no longer configured: kept verbatim.
     orphans: Vec<Record>,
 }
@@ -260,8 +264,22 @@ impl WritePath {
         let replayed = records.len();
         let mut orphans = Vec::new();
         let mut max_id = 0;
+        let mut open_uploads = std::collections::BTreeSet::new();
         for record in records {
             match &record {
+                Record::Upload {
+                    mount,
+                    path,
+                    upload_id,
+                    open,
+                } => {
+                    let key = (mount.clone(), path.clone(), upload_id.clone());
+                    if *open {
+                        open_uploads.insert(key);
+                    } else {
+                        open_uploads.remove(&key);
+                    }
+                }
                 Record::Set { mount, path, entry } => match mounts.get(mount) {
                     Some(m) => {
                         max_id = max_id.max(entry.id);
@@ -313,6 +331,8 @@ impl WritePath {
             retries: Mutex::new(HashMap::new()),
             doomed_blobs: Mutex::new(Vec::new()),
             backlog_reported: Mutex::new(Instant::now()),
+            stale_uploads: Mutex::new(open_uploads.into_iter().collect()),
+            aborting_stale: std::sync::atomic::AtomicBool::new(false),
             orphans,
         };
         write.compact()?;
@@ -389,6 +409,17 @@ impl WritePath {
     /// Rewrite the journal as the live entries.
     fn compact(&self) -> io::Result<()> {
         let mut records = self.orphans.clone();
+        records.extend(
+            self.stale_uploads
+                .lock()
+                .iter()
+                .map(|(mount, path, upload_id)| Record::Upload {
+                    mount: mount.clone(),
+                    path: path.clone(),
+                    upload_id: upload_id.clone(),
+                    open: true,
+                }),
+        );
         for m in self.mounts.values() {
             let ns = m.ns.lock();
             records.extend(ns.durable().map(|(path, entry)| Record::Set {
@@ -742,6 +773,7 @@ impl WritePath {
                     .create_multipart(&s.path)
                     .await
                     .map_err(|e| WriteError::ufs(&e))?;
+                self.log_upload(&s.mount.name, &s.path, &id, true);
                 state.streaming.upload_id = Some(id);
             }
             let start = state.streaming.next_start;
@@ -999,9 +1031,13 @@ impl WritePath {
                             format!("/{}/{} exists", s.mount.name, s.path),
                         ));
                     }
-                    ufs.complete_multipart(&s.path, &upload_id, parts)
+                    let done = ufs
+                        .complete_multipart(&s.path, &upload_id, parts)
                         .await
-                        .map_err(|e| WriteError::ufs(&e))
+                        .map_err(|e| WriteError::ufs(&e))?;
+                    state.streaming.upload_id = None;
+                    self.log_upload(&s.mount.name, &s.path, &upload_id, false);
+                    Ok(done)
                 }
             }
         }
@@ -1038,10 +1074,35 @@ impl WritePath {
         for task in state.streaming.pending.drain(..) {
             task.abort();
         }
-        if let Some(upload_id) = state.streaming.upload_id.take()
-            && let Err(e) = s.mount.ufs.abort_multipart(&s.path, &upload_id).await
-        {
-            tracing::warn!(path = %s.path, "could not abort a multipart upload: {e}");
+        if let Some(upload_id) = state.streaming.upload_id.take() {
+            self.abort_upload(&s.mount, &s.path, &upload_id).await;
+        }
+    }
+
+    /// Abort a multipart upload; one that cannot be aborted now is retried later (and after a
+    /// restart, from the journal).
+    async fn abort_upload(&self, m: &MountWrite, path: &str, upload_id: &str) {
+        match m.ufs.abort_multipart(path, upload_id).await {
+            Ok(()) => self.log_upload(&m.name, path, upload_id, false),
+            Err(e) => {
+                tracing::warn!(path, upload_id, "could not abort a multipart upload, will retry: {e}");
+                self.stale_uploads
+                    .lock()
+                    .push((m.name.clone(), path.to_owned(), upload_id.to_owned()));
+            }
+        }
+    }
+
+    /// Journal the start or end of a multipart upload.
+    fn log_upload(&self, mount: &str, path: &str, upload_id: &str, open: bool) {
+        let record = Record::Upload {
+            mount: mount.to_owned(),
+            path: path.to_owned(),
+            upload_id: upload_id.to_owned(),
+            open,
+        };
+        if let Err(e) = self.journal.append(&[record]) {
+            tracing::warn!(path, upload_id, "could not journal a multipart upload: {e}");
         }
     }
 
@@ -1372,7 +1433,15 @@ impl WritePath {
         };
         let f = entry.file().expect("a file entry");
         reader
-            .upload(path, &f.segments, self.config.part_size, whole_object)
+            .upload(
+                path,
+                &f.segments,
+                self.config.part_size,
+                whole_object,
+                &|key, id, open| {
+                    self.log_upload(&m.name, key, id, open);
+                },
+            )
             .await
             .map_err(|e| WriteError::ufs(&e))
     }
@@ -1532,7 +1601,15 @@ impl WritePath {
                     ufs: m.ufs.clone(),
                 };
                 reader
-                    .upload(path, &f.segments, self.config.part_size, whole_object)
+                    .upload(
+                        path,
+                        &f.segments,
+                        self.config.part_size,
+                        whole_object,
+                        &|key, id, open| {
+                            self.log_upload(&m.name, key, id, open);
+                        },
+                    )
                     .await
                     .map(Some)
             }
@@ -1669,6 +1746,23 @@ impl WritePath {
             tracing::warn!(handle, "aborting an idle write session");
             let this = self.clone();
             tokio::spawn(async move { this.abort(handle).await });
+        }
+        if !self.stale_uploads.lock().is_empty() && !self.aborting_stale.swap(true, Ordering::AcqRel) {
+            let stale = std::mem::take(&mut *self.stale_uploads.lock());
+            let this = self.clone();
+            tokio::spawn(async move {
+                for (mount, path, upload_id) in stale {
+                    match this.mounts.get(&mount) {
+                        Some(m) => {
+                            tracing::info!(mount, path, upload_id, "aborting a multipart upload left open");
+                            this.abort_upload(m, &path, &upload_id).await;
+                        }
+                        None => this.stale_uploads.lock().push((mount, path, upload_id)),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                this.aborting_stale.store(false, Ordering::Release);
+            });
         }
         if self.journal.log_len() > 64 << 20
             && let Err(e) = self.compact()

@@ -45,6 +45,18 @@ pub enum Record {
         /// The entry's id.
         id: u64,
     },
+    /// A multipart upload was started (`open`) or finished either way: one still open after a
+    /// crash is aborted on replay, so no upload is left dangling.
+    Upload {
+        /// Mount name.
+        mount: String,
+        /// Key being uploaded.
+        path: String,
+        /// The under-store's upload id.
+        upload_id: String,
+        /// Started (true) or ended (false).
+        open: bool,
+    },
 }
 
 /// The journal of one worker.

@@ -227,27 +227,31 @@ impl SegmentReader {
         segments: &[Segment],
         part_size: u64,
         whole_object: impl Fn(&Segment) -> bool,
+        log: &(dyn Fn(&str, &str, bool) + Send + Sync),
     ) -> UfsResult<ObjectMeta> {
         match plan(segments, part_size, whole_object) {
             Plan::Copy { path: src } => self.ufs.copy(&src, path).await,
             Plan::Put(segs) => self.ufs.put(path, self.read(&segs).await?).await,
             Plan::Multipart(parts) => {
                 let upload_id = self.ufs.create_multipart(path).await?;
-                match self.upload_parts(path, &upload_id, parts).await {
-                    Ok(done) => match self.ufs.complete_multipart(path, &upload_id, done).await {
-                        Ok(meta) => Ok(meta),
-                        Err(e) => {
-                            self.abort(path, &upload_id).await;
-                            Err(e)
-                        }
-                    },
-                    Err(e) => {
-                        self.abort(path, &upload_id).await;
-                        Err(e)
-                    }
-                }
+                log(path, &upload_id, true);
+                let result = self.finish_multipart(path, &upload_id, parts).await;
+                log(path, &upload_id, false);
+                result
             }
         }
+    }
+
+    /// Upload the parts and complete; abort the upload when anything fails.
+    async fn finish_multipart(&self, path: &str, upload_id: &str, parts: Vec<Part>) -> UfsResult<ObjectMeta> {
+        let result = match self.upload_parts(path, upload_id, parts).await {
+            Ok(done) => self.ufs.complete_multipart(path, upload_id, done).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.abort(path, upload_id).await;
+        }
+        result
     }
 
     async fn upload_parts(&self, path: &str, upload_id: &str, parts: Vec<Part>) -> UfsResult<Vec<CompletedPart>> {

@@ -339,3 +339,31 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(f.write.stat("m", "gap").is_none(), "nothing published");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_left_open_by_a_crash_is_aborted_on_restart() {
+    let mut f = Fixture::new(WriteMode::Back);
+    let upload_id = f.store.create_multipart("big").await.expect("create");
+    f.write.log_upload("m", "big", &upload_id, true);
+    f.restart();
+    for _ in 0..100 {
+        if f.write.stale_uploads.lock().is_empty() && !f.write.aborting_stale.load(Ordering::Acquire) {
+            break;
+        }
+        if f.store
+            .upload_part("big", &upload_id, 1, Bytes::from_static(b"x"))
+            .await
+            .is_err()
+        {
+            return; // aborted: the upload is gone
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        f.store
+            .upload_part("big", &upload_id, 1, Bytes::from_static(b"x"))
+            .await
+            .is_err(),
+        "the upload left open must be aborted"
+    );
+}
