@@ -12,10 +12,10 @@ use std::error::Error;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{CompletedPart, ListPage, ListRequest, MIN_PART_SIZE, ObjectMeta, UfsError, UfsResult, UnderStore};
 
-/// S3's minimum size of every part of a multipart upload but the last.
-const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+/// [`MIN_PART_SIZE`] as a buffer length.
+const MIN_PART_BYTES: usize = MIN_PART_SIZE as usize;
 
 /// Runs every check of this module, in order.
 ///
@@ -33,8 +33,10 @@ pub async fn run_all(store: &dyn UnderStore) {
     multipart(store).await;
     multipart_abort(store).await;
     multipart_rejects_bad_parts(store).await;
+    multipart_with_copied_parts(store).await;
     copy(store).await;
     delete(store).await;
+    directory_markers(store).await;
 }
 
 /// A fresh key prefix for one check: `hoard-conformance/<random>/<name>/`.
@@ -78,6 +80,15 @@ fn fails<T: std::fmt::Debug>(what: &str, result: UfsResult<T>) -> UfsError {
 fn assert_not_found<T: std::fmt::Debug>(what: &str, result: UfsResult<T>) {
     let err = fails(what, result);
     assert!(err.is_not_found(), "{what}: expected NotFound, got {}", chain(&err));
+}
+
+fn assert_version_mismatch<T: std::fmt::Debug>(what: &str, result: UfsResult<T>) {
+    let err = fails(what, result);
+    assert!(
+        matches!(err, UfsError::VersionMismatch { .. }),
+        "{what}: expected VersionMismatch, got {}",
+        chain(&err)
+    );
 }
 
 async fn put(store: &dyn UnderStore, key: &str, data: &Bytes) -> ObjectMeta {
@@ -482,6 +493,61 @@ pub async fn multipart_rejects_bad_parts(store: &dyn UnderStore) {
     ok("abort_multipart", store.abort_multipart(&key, &id).await);
 }
 
+/// An object of 6 MiB + 5 bytes is completed from a first part copied server-side (5 MiB + 1
+/// bytes from inside a source, at the source's version) and an uploaded last part, and reads back
+/// byte-exact. A copy naming a stale source version fails with `VersionMismatch`, a copy of a
+/// missing source with `NotFound`, and neither leaves a part behind.
+pub async fn multipart_with_copied_parts(store: &dyn UnderStore) {
+    let root = scratch("multipart-copied-parts");
+    let (src, key) = (format!("{root}source"), format!("{root}object"));
+    let stale = put(store, &src, &pattern(10, MIN_PART_BYTES + 4096)).await;
+    let source = pattern(11, MIN_PART_BYTES + 4096);
+    let current = put(store, &src, &source).await;
+    assert_ne!(stale.version, current.version, "overwriting {src} kept its version");
+    let copied = 1000..(MIN_PART_BYTES + 1001) as u64;
+    let last = pattern(12, 1024 * 1024 + 4);
+    let id = ok("create_multipart", store.create_multipart(&key).await);
+    assert_version_mismatch(
+        "upload_part_copy of a stale source version",
+        (store.upload_part_copy(&key, &id, 1, &src, copied.clone(), Some(&stale.version))).await,
+    );
+    assert_not_found(
+        "upload_part_copy of a missing source",
+        (store.upload_part_copy(&key, &id, 1, &format!("{root}missing"), 0..10, None)).await,
+    );
+    let what = "upload_part_copy at the current version";
+    let first = store.upload_part_copy(&key, &id, 1, &src, copied.clone(), Some(&current.version));
+    let first = ok(what, first.await);
+    assert_eq!(first.part_number, 1, "{what} returned another part number");
+    assert!(!first.tag.is_empty(), "{what} returned an empty tag");
+    let second = ok("upload_part 2", store.upload_part(&key, &id, 2, last.clone()).await);
+    let meta = ok(
+        "complete_multipart",
+        store.complete_multipart(&key, &id, vec![first, second]).await,
+    );
+    let mut whole = BytesMut::from(&source[copied.start as usize..copied.end as usize]);
+    whole.extend_from_slice(&last);
+    let whole = whole.freeze();
+    assert_eq!(
+        (meta.path.as_str(), meta.size),
+        (key.as_str(), whole.len() as u64),
+        "object completed from a copied part"
+    );
+    let got = read(store, &key, 0..u64::MAX, Some(&meta.version)).await;
+    assert!(
+        got == whole,
+        "the object is not the copied range followed by the uploaded part ({} bytes read)",
+        got.len()
+    );
+    let edge = (MIN_PART_BYTES - 10) as u64..(MIN_PART_BYTES + 10) as u64;
+    let want = whole.slice(MIN_PART_BYTES - 10..MIN_PART_BYTES + 10);
+    assert!(
+        read(store, &key, edge, None).await == want,
+        "bytes around the part boundary"
+    );
+    cleanup(store, &[src, key]).await;
+}
+
 /// A copy has the source's bytes, its own version, and does not follow later writes to the source.
 pub async fn copy(store: &dyn UnderStore) {
     let root = scratch("copy");
@@ -542,4 +608,63 @@ pub async fn delete(store: &dyn UnderStore) {
         ListPage::default(),
         "listing after deletes"
     );
+}
+
+/// Directory markers (see [`UnderStore`]): an empty object `d/` has size 0 and reads empty; under
+/// delimiter `/` it lists as its parent's common prefix, and as an object when listed by its own
+/// prefix; without delimiter it lists as an object. Deleting it removes all of this.
+pub async fn directory_markers(store: &dyn UnderStore) {
+    let root = scratch("directory-markers");
+    let (marker, nested, object) = (format!("{root}d/"), format!("{root}e/f/"), format!("{root}object"));
+    let meta = put(store, &marker, &Bytes::new()).await;
+    put(store, &nested, &Bytes::new()).await;
+    put(store, &object, &pattern(1, 10)).await;
+    let stat = ok(&format!("stat {marker}"), store.stat(&marker).await);
+    assert_eq!(
+        (stat.size, &stat.version),
+        (0, &meta.version),
+        "stat of the marker {marker}"
+    );
+    assert!(
+        read(store, &marker, 0..10, Some(&meta.version)).await.is_empty(),
+        "a marker reads empty"
+    );
+    let top = list_all(store, &list_req(&root, Some("/"), 0)).await;
+    assert_eq!(keys_of(&top), [&object], "objects beside markers");
+    assert_eq!(
+        top.common_prefixes,
+        [format!("{root}d/"), format!("{root}e/")],
+        "markers under a delimiter are common prefixes"
+    );
+    let flat = list_all(store, &list_req(&root, None, 0)).await;
+    assert_eq!(keys_of(&flat), [&marker, &nested, &object], "markers without delimiter");
+    let sizes: Vec<u64> = flat.objects.iter().map(|o| o.size).collect();
+    assert_eq!(sizes, [0, 0, 10], "sizes of markers and object");
+    let own = list_all(store, &list_req(&marker, Some("/"), 0)).await;
+    assert_eq!(keys_of(&own), [&marker], "a marker listed by its own prefix");
+    assert!(own.common_prefixes.is_empty(), "{:?}", own.common_prefixes);
+    let parent = list_all(store, &list_req(&format!("{root}e/"), Some("/"), 0)).await;
+    assert!(
+        parent.objects.is_empty(),
+        "objects under {root}e/: {:?}",
+        parent.objects
+    );
+    assert_eq!(
+        parent.common_prefixes,
+        [nested.as_str()],
+        "a nested marker under its parent"
+    );
+    for key in [&marker, &nested] {
+        ok(&format!("delete {key}"), store.delete(key).await);
+        assert_not_found("stat of a deleted marker", store.stat(key).await);
+        ok("delete of a deleted marker", store.delete(key).await);
+    }
+    let after = list_all(store, &list_req(&root, Some("/"), 0)).await;
+    assert_eq!(keys_of(&after), [&object], "objects after deleting the markers");
+    assert!(
+        after.common_prefixes.is_empty(),
+        "a deleted marker still lists: {:?}",
+        after.common_prefixes
+    );
+    cleanup(store, &[object]).await;
 }

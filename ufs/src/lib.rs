@@ -159,9 +159,10 @@ pub struct CompletedPart {
 /// prefix `a/b/` with delimiter `/` shows the object `a/b/`, and `delete("a/b/")` removes it.
 ///
 /// [`LocalUnderStore`] stores a marker as the directory itself, which brings the limits of a file
-/// system (see its documentation): a marker cannot hold data, any existing directory stats as a
-/// marker, only *empty* directories are listed as markers, and deleting the last object under a
-/// directory removes the directory, marker included.
+/// system: a marker cannot hold data, any existing directory stats as a marker, only *empty*
+/// directories are listed as markers, and deleting the last object under a directory removes the
+/// directory, marker included. The conformance suite checks only what S3 and the file system
+/// agree on.
 #[async_trait]
 pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// Size and version of one object.
@@ -198,7 +199,8 @@ pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// The range must be non-empty and lie within the source. Parts made this way follow the rules
     /// of uploaded parts: every part but the last must be at least [`MIN_PART_SIZE`] bytes on S3.
     /// Outside the source, stores differ: the local and in-memory stores refuse the range, Garage
-    /// clips its end to the source's size, AWS S3 refuses it.
+    /// clips its end to the source's size, AWS S3 refuses it. Garage also refuses (400
+    /// `InvalidRequest`) a source small enough to be stored inline (a few KiB), whatever the range.
     ///
     /// # Errors
     /// [`UfsError::NotFound`] for a missing source (or upload), [`UfsError::VersionMismatch`] when

@@ -39,6 +39,11 @@ use listing::{MULTIPART_DIR, TMP_PREFIX};
 
 /// A directory of the local file system, seen as an object store.
 ///
+/// A key ending in `/` is a directory marker, stored as the directory itself: it holds no data,
+/// any existing directory stats as one, listings show a directory as one only while it is empty,
+/// and deleting the last object under a directory removes the directory, marker included (see
+/// [`UnderStore`]'s "Directory markers").
+///
 /// # Example
 /// ```
 /// # async fn demo() -> hoard_ufs::UfsResult<()> {

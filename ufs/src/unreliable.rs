@@ -279,6 +279,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn copied_parts_are_counted_and_failed_like_other_calls() {
+        let store = wrapped();
+        store.put("src", Bytes::from_static(b"0123456789")).await.expect("put");
+        let id = store.create_multipart("dst").await.expect("create_multipart");
+        store.set_fail_every(2);
+        let part = store
+            .upload_part_copy("dst", &id, 1, "src", 2..5, None)
+            .await
+            .expect("call 3 reaches the store");
+        let err = store
+            .upload_part_copy("dst", &id, 2, "src", 5..10, None)
+            .await
+            .expect_err("call 4 is failed by the wrapper");
+        assert!(
+            matches!(
+                err,
+                UfsError::Remote {
+                    op: "upload_part_copy",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = store
+            .upload_part_copy("dst", &id, 2, "src", 5..11, None)
+            .await
+            .expect_err("a range past the source's end");
+        assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+        store.set_fail_every(0);
+        let meta = store
+            .complete_multipart("dst", &id, vec![part])
+            .await
+            .expect("complete");
+        assert_eq!(
+            &store.read_range("dst", 0..10, Some(&meta.version)).await.expect("read")[..],
+            b"234"
+        );
+        assert_eq!(store.calls("upload_part_copy"), 3);
+        assert_eq!(store.total_calls(), 7);
+    }
+
+    #[tokio::test]
     async fn delays_every_call() {
         let store = wrapped().with_delay(Duration::from_millis(100));
         let start = std::time::Instant::now();

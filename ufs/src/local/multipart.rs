@@ -106,7 +106,8 @@ impl Upload {
             // A marker has no bytes to copy: once it is found at its version, any range is past its end.
             let meta = stat_blocking(src_key, src)?;
             super::check_version(src_key, &meta.version, version)?;
-            crate::parts::check_copy_range(src_key, &range, 0)?;
+            let past_end = crate::parts::check_copy_range(src_key, &range, 0);
+            return Err(past_end.expect_err("no byte range lies within 0 bytes"));
         }
         let (file, meta) = open_versioned(src_key, src, version)?;
         crate::parts::check_copy_range(src_key, &range, meta.len())?;

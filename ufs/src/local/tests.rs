@@ -54,7 +54,8 @@ async fn keys_that_escape_the_root_or_are_reserved_are_invalid() {
         "a/../../x",
         "a/./b",
         "a//b",
-        "a/",
+        "a//",
+        "/",
         ".hoard-multipart/x",
         "a/.hoard-tmp-1",
     ];
@@ -178,8 +179,139 @@ async fn files_written_by_others_are_objects() {
     };
     assert_eq!(
         store.list(&top).await.expect("list").common_prefixes,
-        ["ext/"],
-        "empty directories are not prefixes"
+        ["empty/", "ext/"],
+        "an empty directory made outside is a directory marker"
+    );
+    let flat = store.list(&ListRequest::default()).await.expect("list");
+    assert_eq!(
+        flat.objects.iter().map(|o| o.path.as_str()).collect::<Vec<_>>(),
+        ["empty/dir/", "ext/dir/file.txt"]
+    );
+}
+
+#[tokio::test]
+async fn a_directory_marker_is_the_directory_itself() {
+    let (_dir, store) = store();
+    let meta = store.put("a/b/", Bytes::new()).await.expect("put a marker");
+    assert_eq!((meta.path.as_str(), meta.size), ("a/b/", 0));
+    assert_eq!(tree(store.root()), ["a/", "a/b/"], "the directory and nothing else");
+    let err = store
+        .put("a/c/", Bytes::from_static(b"data"))
+        .await
+        .expect_err("a marker holds no data");
+    assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+    let err = store
+        .create_multipart("a/c/")
+        .await
+        .expect_err("nor a multipart upload");
+    assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+    store.put("f", Bytes::from_static(b"1")).await.expect("put f");
+    let err = store.put("f/", Bytes::new()).await.expect_err("f is a file");
+    assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+    assert!(store.stat("f/").await.expect_err("f is no directory").is_not_found());
+    store.delete("f/").await.expect("deleting a missing marker succeeds");
+    store.delete("f").await.expect("delete f");
+
+    store
+        .put("a/b/x", Bytes::from_static(b"x"))
+        .await
+        .expect("put into the marker");
+    assert_eq!(
+        store.stat("a/b/").await.expect("stat").size,
+        0,
+        "any directory stats as a marker"
+    );
+    let flat = store.list(&ListRequest::default()).await.expect("list");
+    let keys: Vec<_> = flat.objects.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["a/b/x"],
+        "a directory that holds objects does not list as a marker"
+    );
+    store.delete("a/b/").await.expect("delete a non-empty marker");
+    assert_eq!(
+        &store.read_range("a/b/x", 0..1, None).await.expect("its objects stay")[..],
+        b"x"
+    );
+    store.delete("a/b/x").await.expect("delete");
+    assert!(
+        tree(store.root()).is_empty(),
+        "deleting the last object pruned the directories"
+    );
+
+    store.put("p/q/r/", Bytes::new()).await.expect("put a deep marker");
+    store.delete("p/q/r/").await.expect("delete it");
+    assert!(
+        tree(store.root()).is_empty(),
+        "deleting a marker prunes its empty parents"
+    );
+}
+
+#[tokio::test]
+async fn copies_to_and_from_markers_are_empty() {
+    let (_dir, store) = store();
+    store.put("d/", Bytes::new()).await.expect("put a marker");
+    let meta = store.copy("d/", "empty").await.expect("copy a marker to an object");
+    assert_eq!(meta.size, 0);
+    store
+        .copy("empty", "e/")
+        .await
+        .expect("copy an empty object to a marker");
+    assert!(store.root().join("e").is_dir());
+    store.put("full", Bytes::from_static(b"x")).await.expect("put");
+    let err = store.copy("full", "g/").await.expect_err("a marker holds no data");
+    assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+    assert!(
+        store
+            .copy("missing/", "h")
+            .await
+            .expect_err("no such marker")
+            .is_not_found()
+    );
+}
+
+#[tokio::test]
+async fn copied_parts_are_staged_like_uploaded_ones() {
+    let (_dir, store) = store();
+    let src = store.put("src", Bytes::from_static(b"0123456789")).await.expect("put");
+    let id = store.create_multipart("m").await.expect("create");
+    for (range, why) in [(3..3, "an empty range"), (5..11, "a range past the end")] {
+        let err = store
+            .upload_part_copy("m", &id, 1, "src", range, None)
+            .await
+            .expect_err(why);
+        assert!(matches!(err, UfsError::Invalid { .. }), "{why}: {err:?}");
+    }
+    store.put("d/", Bytes::new()).await.expect("put a marker");
+    let err = store
+        .upload_part_copy("m", &id, 1, "d/", 0..1, None)
+        .await
+        .expect_err("a marker has no bytes");
+    assert!(matches!(err, UfsError::Invalid { .. }), "{err:?}");
+    let err = store
+        .upload_part_copy("other", &id, 1, "src", 0..1, None)
+        .await
+        .expect_err("upload of another key");
+    assert!(err.is_not_found(), "{err:?}");
+    let p1 = store
+        .upload_part_copy("m", &id, 1, "src", 2..6, Some(&src.version))
+        .await
+        .expect("copy part 1");
+    let p2 = store
+        .upload_part_copy("m", &id, 2, "src", 0..2, None)
+        .await
+        .expect("copy part 2");
+    assert!(
+        store.root().join(MULTIPART_DIR).join(&id).join("1").is_file(),
+        "a copied part is a part file"
+    );
+    let meta = store
+        .complete_multipart("m", &id, vec![p1, p2])
+        .await
+        .expect("complete");
+    assert_eq!(
+        &store.read_range("m", 0..6, Some(&meta.version)).await.expect("read")[..],
+        b"234501"
     );
 }
 

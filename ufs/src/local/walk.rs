@@ -6,6 +6,9 @@
 //! global byte order: every key under `name/` starts with `name/`, which no sibling's key does, so
 //! the subtree sorts exactly where `name/` sorts among its siblings. The walk then skips subtrees
 //! outside the prefix or wholly before the continuation token, and stops when the page is full.
+//!
+//! An empty directory is a directory marker (see [`super::marker`]) and yields its own key
+//! `name/`, which sorts where the directory does.
 
 use std::fs;
 use std::io;
@@ -25,13 +28,25 @@ enum Kind {
     File,
     /// Its key text ends with `/`.
     Dir,
+    /// A directory known to be empty, yielded as its key (ending with `/`).
+    Marker,
+}
+
+/// What [`entries`] found in a directory.
+#[derive(Debug, Default)]
+struct Dir {
+    /// The visible entries, in descending key order.
+    entries: Vec<(String, Kind)>,
+    /// The directory exists and holds nothing at all, hidden entries included: a marker.
+    is_marker: bool,
 }
 
 /// Sorted keys under `root` that the listing `req` may return (a superset: the caller filters).
 ///
 /// With delimiter `/`, a subdirectory past the prefix stands for one common prefix, so one key
-/// found in it is enough. Directories without any visible file produce nothing (they are not
-/// objects in S3 terms). Symbolic links to files count as files; links to directories are not
+/// found in it is enough. An empty directory yields its key (`name/`, a marker); a directory that
+/// holds only hidden entries (a write in progress) or other things than files and directories
+/// produces nothing. Symbolic links to files count as files; links to directories are not
 /// followed.
 #[derive(Debug)]
 pub(super) struct SortedKeys<'a> {
@@ -58,7 +73,11 @@ impl<'a> SortedKeys<'a> {
             return walk; // No valid key can start with this prefix.
         }
         match entries(root, base) {
-            Ok(entries) => walk.stack.push(entries),
+            // The prefix names an empty directory: its marker is the one key to list.
+            Ok(dir) if dir.is_marker && !base.is_empty() && base.starts_with(&req.prefix) => {
+                walk.stack.push(vec![(base.to_owned(), Kind::Marker)]);
+            }
+            Ok(dir) => walk.stack.push(dir.entries),
             Err(e) => walk.failed = Some(e),
         }
         walk
@@ -77,11 +96,16 @@ impl<'a> SortedKeys<'a> {
         !overlaps || before_token
     }
 
-    /// The smallest key under directory `dir_rel`, if it holds any visible file at any depth.
+    /// The smallest key under directory `dir_rel` (its own marker when it is empty), if it holds
+    /// any visible file or empty directory at any depth.
     fn first_key(&self, dir_rel: &str) -> io::Result<Option<String>> {
-        for (key, kind) in entries(self.root, dir_rel)?.into_iter().rev() {
+        let dir = entries(self.root, dir_rel)?;
+        if dir.is_marker {
+            return Ok(Some(dir_rel.to_owned()));
+        }
+        for (key, kind) in dir.entries.into_iter().rev() {
             match kind {
-                Kind::File => return Ok(Some(key)),
+                Kind::File | Kind::Marker => return Ok(Some(key)),
                 Kind::Dir => {
                     if let Some(key) = self.first_key(&key)? {
                         return Ok(Some(key));
@@ -107,8 +131,8 @@ impl Iterator for SortedKeys<'_> {
                 continue;
             };
             match kind {
-                Kind::File if rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
-                Kind::File => {}
+                Kind::File | Kind::Marker if rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
+                Kind::File | Kind::Marker => {}
                 Kind::Dir if self.skip_dir(&rel) => {}
                 Kind::Dir if rel.starts_with(&self.req.prefix) && self.req.delimiter.as_deref() == Some("/") => {
                     match self.first_key(&rel) {
@@ -118,7 +142,8 @@ impl Iterator for SortedKeys<'_> {
                     }
                 }
                 Kind::Dir => match entries(self.root, &rel) {
-                    Ok(entries) => self.stack.push(entries),
+                    Ok(dir) if dir.is_marker && rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
+                    Ok(dir) => self.stack.push(dir.entries),
                     Err(e) => return Some(Err(e)),
                 },
             }
@@ -127,17 +152,19 @@ impl Iterator for SortedKeys<'_> {
 }
 
 /// The visible entries of directory `dir_rel` (empty, or ending with `/`) as key texts, in
-/// descending order. A directory that vanished meanwhile (a concurrent delete pruned it) is
-/// empty; names that are not UTF-8 cannot be keys and are skipped.
-fn entries(root: &Path, dir_rel: &str) -> io::Result<Vec<(String, Kind)>> {
+/// descending order, and whether it is a marker. A directory that vanished meanwhile (a concurrent
+/// delete pruned it) has no entries and is no marker; names that are not UTF-8 cannot be keys and
+/// are skipped.
+fn entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
     let read = match fs::read_dir(root.join(dir_rel)) {
         Ok(read) => read,
-        Err(e) if is_gone(&e) => return Ok(Vec::new()),
+        Err(e) if is_gone(&e) => return Ok(Dir::default()),
         Err(e) => return Err(e),
     };
-    let mut entries = Vec::new();
+    let (mut entries, mut seen) = (Vec::new(), false);
     for entry in read {
         let entry = entry?;
+        seen = true;
         let Ok(name) = entry.file_name().into_string() else {
             tracing::debug!(dir = dir_rel, name = ?entry.file_name(), "skipping a file name that is not UTF-8");
             continue;
@@ -157,7 +184,10 @@ fn entries(root: &Path, dir_rel: &str) -> io::Result<Vec<(String, Kind)>> {
         entries.push((format!("{dir_rel}{name}{suffix}"), kind));
     }
     entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    Ok(entries)
+    Ok(Dir {
+        entries,
+        is_marker: !seen,
+    })
 }
 
 /// Whether an error only says that a path disappeared (or never was a directory).
@@ -208,13 +238,38 @@ mod tests {
     #[test]
     fn a_slash_delimiter_reads_one_key_per_subdirectory() {
         let dir = tree(&["a/x/1", "a/x/2", "a/y", "b"]);
-        fs::create_dir_all(dir.path().join("empty/inner")).expect("mkdir");
+        fs::create_dir_all(dir.path().join("hidden")).expect("mkdir");
+        fs::write(dir.path().join("hidden/.hoard-tmp-1"), b"in progress").expect("write");
         assert_eq!(
             walk(dir.path(), "", Some("/"), None),
             ["a/x/1", "b"],
-            "the smallest key stands for a/"
+            "the smallest key stands for a/; a directory of hidden files stands for nothing"
         );
         assert_eq!(walk(dir.path(), "a/", Some("/"), None), ["a/x/1", "a/y"]);
+    }
+
+    #[test]
+    fn empty_directories_are_markers() {
+        let dir = tree(&["a/x", "b"]);
+        for empty in ["a/e", "c/d/e", "z"] {
+            fs::create_dir_all(dir.path().join(empty)).expect("mkdir");
+        }
+        assert_eq!(walk(dir.path(), "", None, None), ["a/e/", "a/x", "b", "c/d/e/", "z/"]);
+        assert_eq!(
+            walk(dir.path(), "", Some("/"), None),
+            ["a/e/", "b", "c/d/e/", "z/"],
+            "an empty directory stands for its parent's prefix"
+        );
+        assert_eq!(walk(dir.path(), "a/", Some("/"), None), ["a/e/", "a/x"]);
+        assert_eq!(
+            walk(dir.path(), "c/d/e/", Some("/"), None),
+            ["c/d/e/"],
+            "the prefix itself"
+        );
+        assert_eq!(walk(dir.path(), "c/d/e/", None, None), ["c/d/e/"]);
+        assert_eq!(walk(dir.path(), "c/d/", None, None), ["c/d/e/"]);
+        assert!(walk(dir.path(), "c/d/e/x", None, None).is_empty());
+        assert_eq!(walk(dir.path(), "", None, Some("a/x")), ["a/x", "b", "c/d/e/", "z/"]);
     }
 
     #[test]
