@@ -81,6 +81,60 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Write a local file (or standard input) to a hoard path, creating or replacing it.
+    Put {
+        /// Local file, or `-` for standard input.
+        local: PathBuf,
+        /// Path (`/MOUNT/key`); a path ending with `/` gets the local file's name.
+        path: String,
+        /// Fail if the path exists.
+        #[arg(long)]
+        exclusive: bool,
+        /// Print what was written.
+        #[arg(short, long)]
+        verbose: bool,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Append a local file (or standard input) to a hoard file, creating it if missing.
+    Append {
+        /// Local file, or `-` for standard input.
+        local: PathBuf,
+        /// Path (`/MOUNT/key`); a path ending with `/` gets the local file's name.
+        path: String,
+        /// Print what was written.
+        #[arg(short, long)]
+        verbose: bool,
+        /// No progress bar.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Rename a file, or a directory with everything under it, within one mount.
+    Mv {
+        /// Path to rename.
+        src: String,
+        /// New path; an existing file there is replaced.
+        dst: String,
+    },
+    /// Delete a file, or with `-r` a directory and everything under it.
+    Rm {
+        /// Path.
+        path: String,
+        /// Delete a directory and everything under it.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Create a directory (and its parents).
+    Mkdir {
+        /// Path.
+        path: String,
+    },
+    /// Wait until everything written under a path (`/MOUNT` for all of it) is in the under-store.
+    Sync {
+        /// Path: a file, a directory or a mount.
+        path: String,
+    },
     /// Cluster commands.
     Cluster {
         /// What to do.
@@ -92,7 +146,7 @@ pub enum Command {
 /// `hoard cluster ...`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Workers, up or down, capacity, used bytes, hit ratio.
+    /// Workers, up or down, capacity, used bytes, hit ratio, write backlog.
     Status,
 }
 

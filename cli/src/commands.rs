@@ -5,14 +5,18 @@ mod load;
 mod status;
 mod up;
 mod worker;
+mod write;
 
 use crate::cli::{Args, ClusterCommand, Command};
 
 /// Run the parsed command to completion.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // `put -` reads standard input in a blocking thread; after Ctrl-C that read must not keep
+    // the process waiting (dropping a runtime waits for its blocking threads).
+    let detach = matches!(args.command, Command::Put { .. } | Command::Append { .. });
     let cluster = args.cluster.as_deref();
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match args.command {
             Command::Up {
                 dir,
@@ -25,11 +29,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Command::Stat { path } => fs::stat(cluster, &path).await,
             Command::Cat { path, offset, length } => fs::cat(cluster, &path, offset, length).await,
             Command::Load { path, quiet } => load::run(cluster, &path, quiet).await,
+            Command::Put {
+                local,
+                path,
+                exclusive,
+                verbose,
+                quiet,
+            } => {
+                let out = write::Output { verbose, quiet };
+                write::put(cluster, &local, &path, write::Mode::Put { exclusive }, out).await
+            }
+            Command::Append {
+                local,
+                path,
+                verbose,
+                quiet,
+            } => {
+                let out = write::Output { verbose, quiet };
+                write::put(cluster, &local, &path, write::Mode::Append, out).await
+            }
+            Command::Mv { src, dst } => write::mv(cluster, &src, &dst).await,
+            Command::Rm { path, recursive } => write::rm(cluster, &path, recursive).await,
+            Command::Mkdir { path } => write::mkdir(cluster, &path).await,
+            Command::Sync { path } => write::sync(cluster, &path).await,
             Command::Cluster {
                 command: ClusterCommand::Status,
             } => status::run(cluster).await,
         }
-    })
+    });
+    if detach {
+        runtime.shutdown_background();
+    }
+    result
 }
 
 /// Completes on SIGINT or SIGTERM.

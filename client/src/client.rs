@@ -397,7 +397,10 @@ impl Client {
         } else {
             chunk_key(&file.mount, &file.path, chunk)
         };
-        match self.call_owners_into(key, req, buf, check).await {
+        // Only the coordinator holds a homed file: another worker could only send the reader to
+        // an older version in the under-store.
+        let attempts = if homed { Some(1) } else { None };
+        match self.call_owners_into_limited(key, attempts, req, buf, check).await {
             Ok((Response::Read(_), payload)) => Ok(payload),
             Ok((Response::Error(e), _)) if e.status == Status::StaleVersion as u16 => Err(PieceError::Stale),
             Ok((message, _)) => {
@@ -459,8 +462,21 @@ impl Client {
         recv: BytesMut,
         check: impl Fn(&Response, &[u8]) -> Result<(), String>,
     ) -> Result<(Response, BytesMut), String> {
+        self.call_owners_into_limited(key, None, request, recv, check).await
+    }
+
+    /// As [`Client::call_owners_into`], trying at most `attempts` workers (default: the
+    /// config's `max_worker_attempts`).
+    async fn call_owners_into_limited(
+        &self,
+        key: u64,
+        attempts: Option<usize>,
+        request: Request,
+        recv: BytesMut,
+        check: impl Fn(&Response, &[u8]) -> Result<(), String>,
+    ) -> Result<(Response, BytesMut), String> {
         let inner = &self.inner;
-        let attempts = inner.config.client.max_worker_attempts as usize;
+        let attempts = attempts.unwrap_or(inner.config.client.max_worker_attempts as usize);
         let candidates = inner
             .ring
             .owners(key)

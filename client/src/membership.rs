@@ -99,14 +99,10 @@ impl WorkerHandle {
             let (conn, _) = self.connection(policy, slot).await?;
             conn.call(request, payload).await
         };
-        let result = match tokio::time::timeout(timeout, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout(timeout)),
-        };
-        if let Err(e) = &result {
-            tracing::warn!(worker = %self.entry.id, "write request failed: {e}");
         }
-        result
     }
 
     /// As [`WorkerHandle::call`], with the reply's payload appended to `recv` (read straight

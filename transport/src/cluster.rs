@@ -142,7 +142,7 @@ pub struct WorkerSection {
     pub part_size: ByteSize,
     /// Most under-store uploads, copies and deletes of written data in flight at once.
     pub upload_concurrency: u32,
-    /// Longest wait between retries of a failed upload (the wait doubles from 100 ms).
+    /// Longest wait between retries of a failed upload (the first wait is 100 ms, and each next one doubles).
     #[serde(with = "humantime_serde")]
     pub upload_retry_max: Duration,
     /// Files written through hoard whose metadata the coordinator keeps after they are

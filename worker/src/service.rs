@@ -74,16 +74,17 @@ impl WorkerService {
         self.write.start(shutdown);
     }
 
-    fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, Reply> {
-        self.mounts
-            .get(name)
-            .ok_or_else(|| Reply::error(Status::InvalidArgument, format!("no mount named `{name}`")))
+    fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, WriteError> {
+        self.mounts.get(name).ok_or_else(|| WriteError {
+            status: Status::InvalidArgument,
+            message: format!("no mount named `{name}`"),
+        })
     }
 
     async fn stat(&self, req: StatRequest) -> Reply {
         let ufs = match self.mount(&req.mount) {
             Ok(ufs) => ufs,
-            Err(reply) => return reply,
+            Err(e) => return write_error(e),
         };
         if let Some(overlay) = self.write.stat(&req.mount, &req.path) {
             return match overlay {
@@ -114,7 +115,7 @@ impl WorkerService {
     async fn list(&self, req: ListRequest) -> Reply {
         let ufs = match self.mount(&req.mount) {
             Ok(ufs) => ufs,
-            Err(reply) => return reply,
+            Err(e) => return write_error(e),
         };
         let after = req.continuation.as_deref().and_then(|c| c.strip_prefix(MERGED_TOKEN));
         if let Some(merged) = self
@@ -166,7 +167,7 @@ impl WorkerService {
 
     /// The pages of a read or load request.
     async fn pages(&self, req: &ReadRequest) -> Result<(Arc<FillSource>, ReadPages), Reply> {
-        let ufs = self.mount(&req.file.mount)?.clone();
+        let ufs = self.mount(&req.file.mount).map_err(write_error)?.clone();
         if req.len > MAX_READ_BYTES {
             let message = format!("a read may ask for at most {MAX_READ_BYTES} bytes, not {}", req.len);
             return Err(Reply::error(Status::InvalidArgument, message));

@@ -217,8 +217,8 @@ pub struct WritePath {
     wake: Notify,
     progress: Notify,
     running: AtomicUsize,
-    /// Entry id -> (failures, next attempt).
-    retries: Mutex<HashMap<u64, (u32, Instant)>>,
+    /// Entry id -> (failures, next attempt, last error).
+    retries: Mutex<HashMap<u64, (u32, Instant, String)>>,
     doomed_blobs: Mutex<Vec<(Instant, u64)>>,
     backlog_reported: Mutex<Instant>,
     /// Multipart uploads left open (by a crash, or an abort that failed): (mount, path, id),
@@ -520,8 +520,40 @@ impl WritePath {
                     attempt += 1;
                     let _ = tokio::time::timeout(Duration::from_millis(50), progress).await;
                 }
+                Err(e @ (UfsError::VersionMismatch { .. } | UfsError::NotFound { .. })) => {
+                    // A persisted file changed in the under-store behind hoard's back: forget
+                    // the entry, so the next stat shows the under-store's version.
+                    self.forget_changed(mount, path, version);
+                    return Err(e);
+                }
                 other => return other,
             }
+        }
+    }
+
+    /// Drop the clean entry of a file version whose under-store object changed.
+    fn forget_changed(&self, mount: &str, path: &str, version: &str) {
+        let Ok(m) = self.coordinated(mount) else { return };
+        let freed = {
+            let mut ns = m.ns.lock();
+            let clean = ns
+                .get(path)
+                .is_some_and(|e| e.state == EntryState::Clean && e.file().is_some_and(|f| f.version == version));
+            if !clean {
+                return;
+            }
+            tracing::warn!(
+                mount,
+                path,
+                "a file written through hoard was changed in the under-store: forgetting hoard's version"
+            );
+            ns.remove(path)
+        };
+        m.generation.fetch_add(1, Ordering::AcqRel);
+        self.metadata.forget_stat(mount, path);
+        self.metadata.forget_lists(mount);
+        for blob in freed {
+            self.doom_blob(blob);
         }
     }
 
@@ -667,6 +699,12 @@ impl WritePath {
     ) -> WriteResult<(u64, u64)> {
         let m = self.coordinated(mount)?.clone();
         validate_path(path)?;
+        if self.is_dir(&m, path).await? {
+            return Err(WriteError::new(
+                Status::NotADirectory,
+                format!("/{mount}/{path} is a directory"),
+            ));
+        }
         if exclusive && !append && self.exists(&m, path).await? {
             return Err(WriteError::new(
                 Status::AlreadyExists,
@@ -1174,7 +1212,8 @@ impl WritePath {
                 if self.file_source(&m, dst).await?.is_some() {
                     return Err(WriteError::new(Status::NotADirectory, format!("{dst} is a file")));
                 }
-                if !self.dir_members(&m, dst).await?.is_empty() {
+                let marker = format!("{dst}/");
+                if self.dir_members(&m, dst).await?.iter().any(|(k, _)| *k != marker) {
                     return Err(WriteError::new(
                         Status::NotEmpty,
                         format!("{dst} exists and is not empty"),
@@ -1380,7 +1419,10 @@ impl WritePath {
     fn failure(&self, id: u64) -> Option<WriteError> {
         let retries = self.retries.lock();
         match retries.get(&id) {
-            Some((n, _)) if *n >= 3 => Some(WriteError::new(Status::UfsUnavailable, format!("{n} attempts failed"))),
+            Some((n, _, last)) if *n >= 3 => Some(WriteError::new(
+                Status::UfsUnavailable,
+                format!("{n} attempts failed, the last with: {last}"),
+            )),
             _ => None,
         }
     }
@@ -1496,8 +1538,31 @@ impl WritePath {
         Ok(members.into_iter().collect())
     }
 
+    /// Whether `path` is a directory: something lives under `path/`. Looks at one under-store
+    /// key unless the overlay has tombstones there.
     async fn is_dir(&self, m: &MountWrite, path: &str) -> WriteResult<bool> {
-        Ok(!self.dir_members(m, path).await?.is_empty())
+        let prefix = format!("{path}/");
+        let (live, touched) = {
+            let ns = m.ns.lock();
+            (ns.has_live_under(&prefix), ns.touches(&prefix))
+        };
+        if live {
+            return Ok(true);
+        }
+        if touched {
+            return Ok(!self.dir_members(m, path).await?.is_empty());
+        }
+        let page = m
+            .ufs
+            .list(&ListRequest {
+                prefix,
+                delimiter: Some("/".into()),
+                continuation: None,
+                max_keys: 1,
+            })
+            .await
+            .map_err(|e| WriteError::ufs(&e))?;
+        Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
     }
 
     async fn exists(&self, m: &MountWrite, path: &str) -> WriteResult<bool> {
@@ -1542,7 +1607,7 @@ impl WritePath {
                     if ns.is_in_flight(path) || jobs.iter().any(|(p, _)| p == path) {
                         continue;
                     }
-                    if let Some((_, at)) = retries.get(&id)
+                    if let Some((_, at, _)) = retries.get(&id)
                         && *at > now
                     {
                         let wait = *at - now;
@@ -1683,10 +1748,11 @@ impl WritePath {
             Err(e) => {
                 m.ns.lock().finish(path);
                 let mut retries = self.retries.lock();
-                let (failures, at) = retries.entry(entry.id).or_insert((0, Instant::now()));
+                let (failures, at, last) = retries.entry(entry.id).or_insert((0, Instant::now(), String::new()));
                 *failures += 1;
+                *last = error_chain(&e);
                 let backoff = Duration::from_millis(100)
-                    .saturating_mul(1 << (*failures).min(16))
+                    .saturating_mul(1 << (*failures - 1).min(16))
                     .min(self.config.upload_retry_max);
                 *at = Instant::now() + backoff;
                 ::metrics::counter!(metrics::UPLOAD_FAILURES).increment(1);
@@ -1876,9 +1942,11 @@ fn rebase(later: &Entry, done: &FileEntry, path: &str, meta: &ObjectMeta) -> Opt
     })
 }
 
-/// A `Ufs` segment from offset 0 is a whole object (hoard only makes such segments).
+/// A `Ufs` segment from offset 0 is a whole object (hoard only makes such segments); one a
+/// single server-side copy can make (S3's CopyObject stops at 5 GiB: larger ones are copied as
+/// multipart parts).
 fn whole_object(seg: &Segment) -> bool {
-    matches!(seg, Segment::Ufs { start: 0, .. })
+    matches!(seg, Segment::Ufs { start: 0, len, .. } if *len <= 5 << 30)
 }
 
 /// How many of an entry's own segments read its own path (an append's old object).

@@ -73,6 +73,7 @@ fn print_tour(dir: &Path, config: &Path, metrics: SocketAddr) {
     println!("  hoard ls /data              # list it through hoard");
     println!("  hoard load /data            # preload it into the cache");
     println!("  hoard cat /data/some-file   # read it (now from memory)");
+    println!("  hoard put other-file /data/ # write a file through hoard");
     println!("  hoard cluster status        # capacity, used, hit ratio");
     println!();
     println!("Ctrl-C stops the worker.");

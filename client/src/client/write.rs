@@ -317,9 +317,10 @@ impl Writer {
     }
 
     /// Make every byte written so far durable and visible: in `back` and `cache-only` mode it is
-    /// in the coordinator's journal on disk (fsync'd) and readers see it; in `through` mode the
-    /// bytes become durable and visible only at [`Writer::close`] (S3 has no partial objects),
-    /// so this only waits until the coordinator has them.
+    /// in the coordinator's journal on disk (fsync'd) and readers see it. In `through` mode an
+    /// appending writer's bytes are uploaded and visible when this returns; a creating writer's
+    /// become durable and visible only at [`Writer::close`] (S3 has no partial objects), so for
+    /// it this only waits until the coordinator has them.
     ///
     /// # Errors
     /// As [`Writer::close`].

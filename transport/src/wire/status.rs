@@ -55,8 +55,8 @@ pub enum Status {
     NoSpace = 2006,
     /// The write session is unknown (never opened, finished, or lost with a worker restart).
     NoSuchSession = 2007,
-    /// A directory operation met a non-directory or the reverse (rename a file over a
-    /// directory, delete a non-empty directory without `recursive`).
+    /// A file operation met a directory or the reverse (write or rename a file onto a
+    /// directory's name, rename a directory onto a file).
     NotADirectory = 2008,
     /// The directory is not empty and the request was not recursive.
     NotEmpty = 2009,

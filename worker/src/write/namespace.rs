@@ -45,6 +45,11 @@ impl Segment {
             Segment::Ufs { len, .. } | Segment::Blob { len, .. } => *len,
         }
     }
+
+    /// Whether the span has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A file written (or renamed) through hoard: its bytes are its segments, in order.

@@ -55,12 +55,12 @@ pub fn plan(segments: &[Segment], part_size: u64, whole_object: impl Fn(&Segment
         return Plan::Copy { path: path.clone() };
     }
     if total < MIN_PART_SIZE {
-        return Plan::Put(segments.iter().filter(|s| s.len() > 0).cloned().collect());
+        return Plan::Put(segments.iter().filter(|s| !s.is_empty()).cloned().collect());
     }
     let mut parts = Vec::new();
     let mut buf: Vec<Segment> = Vec::new();
     let mut buf_len = 0u64;
-    for seg in segments.iter().filter(|s| s.len() > 0) {
+    for seg in segments.iter().filter(|s| !s.is_empty()) {
         let mut rest = seg.clone();
         if matches!(seg, Segment::Ufs { .. }) && seg.len() >= MIN_PART_SIZE {
             if buf_len > 0 {
@@ -94,7 +94,7 @@ pub fn plan(segments: &[Segment], part_size: u64, whole_object: impl Fn(&Segment
                 buf.extend(head);
                 parts.push(Part::Bytes(std::mem::take(&mut buf)));
                 buf_len = 0;
-                rest = (tail.len() > 0).then_some(tail);
+                rest = (!tail.is_empty()).then_some(tail);
             }
         }
     }
@@ -210,7 +210,7 @@ impl SegmentReader {
                 let path = format!("journal blob {blob:x}");
                 tokio::task::spawn_blocking(move || read_blob(&journal, blob, start, len))
                     .await
-                    .map_err(|e| std::io::Error::other(e))
+                    .map_err(std::io::Error::other)
                     .and_then(|r| r)
                     .map_err(|source| UfsError::Io { path, source })
             }

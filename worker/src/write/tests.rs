@@ -114,11 +114,8 @@ impl Fixture {
     }
 }
 
-fn ufs_bytes(store: &LocalUnderStore, path: &str) -> Option<Vec<u8>> {
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(|| rt.block_on(store.read_range(path, 0..u64::MAX, None)))
-        .ok()
-        .map(|b| b.to_vec())
+async fn ufs_bytes(store: &LocalUnderStore, path: &str) -> Option<Vec<u8>> {
+    store.read_range(path, 0..u64::MAX, None).await.ok().map(|b| b.to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +126,10 @@ async fn back_mode_acknowledges_then_persists_in_the_background() {
     assert!(meta.version.starts_with("hoard:"));
     assert_eq!(f.read("a/b.bin").await, b"hello world");
     f.sync().await;
-    assert_eq!(ufs_bytes(&f.store, "a/b.bin").as_deref(), Some(&b"hello world"[..]));
+    assert_eq!(
+        ufs_bytes(&f.store, "a/b.bin").await.as_deref(),
+        Some(&b"hello world"[..])
+    );
     // Still homed with the same version after persisting: readers keep their version.
     let after = f.write.stat("m", "a/b.bin").expect("kept").expect("file");
     assert_eq!(after.version, meta.version);
@@ -151,7 +151,7 @@ async fn acknowledged_writes_survive_a_restart_and_persist_after_it() {
     let (h, _) = f.write.open_session("m", "partial", false, false).await.expect("open");
     f.write.write(h, 0, Bytes::from_static(b"lost")).await.expect("write");
     assert!(
-        ufs_bytes(&f.store, "x").is_none(),
+        ufs_bytes(&f.store, "x").await.is_none(),
         "nothing persisted before the restart"
     );
     f.restart();
@@ -159,9 +159,9 @@ async fn acknowledged_writes_survive_a_restart_and_persist_after_it() {
     assert_eq!(f.read("moved/y").await, b"why");
     assert!(f.write.stat("m", "partial").is_none());
     f.sync().await;
-    assert_eq!(ufs_bytes(&f.store, "x").as_deref(), Some(&b"one-two"[..]));
-    assert_eq!(ufs_bytes(&f.store, "moved/y").as_deref(), Some(&b"why"[..]));
-    assert!(ufs_bytes(&f.store, "dir/y").is_none());
+    assert_eq!(ufs_bytes(&f.store, "x").await.as_deref(), Some(&b"one-two"[..]));
+    assert_eq!(ufs_bytes(&f.store, "moved/y").await.as_deref(), Some(&b"why"[..]));
+    assert!(ufs_bytes(&f.store, "dir/y").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +185,7 @@ async fn appends_keep_their_order_and_coalesce_into_one_blob() {
         "small appends coalesce: {segments:?} segments"
     );
     f.sync().await;
-    assert_eq!(ufs_bytes(&f.store, "log"), Some(expected));
+    assert_eq!(ufs_bytes(&f.store, "log").await, Some(expected));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,12 +238,12 @@ async fn renames_and_deletes_follow_posix_rules() {
     assert_eq!(names, vec!["dst/", "empty/", "other"]);
     f.write.delete("m", "empty", false).await.expect("empty dir");
     f.sync().await;
-    assert!(ufs_bytes(&f.store, "src/f3").is_none());
-    assert_eq!(ufs_bytes(&f.store, "dst/f3").as_deref(), Some(&b"file 3"[..]));
-    assert_eq!(ufs_bytes(&f.store, "dst/new").as_deref(), Some(&b"new"[..]));
+    assert!(ufs_bytes(&f.store, "src/f3").await.is_none());
+    assert_eq!(ufs_bytes(&f.store, "dst/f3").await.as_deref(), Some(&b"file 3"[..]));
+    assert_eq!(ufs_bytes(&f.store, "dst/new").await.as_deref(), Some(&b"new"[..]));
     f.write.delete("m", "dst", true).await.expect("recursive");
     f.sync().await;
-    assert!(ufs_bytes(&f.store, "dst/f3").is_none());
+    assert!(ufs_bytes(&f.store, "dst/f3").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +269,7 @@ async fn cache_only_data_stays_local_within_its_capacity() {
     f.put("b", &[2u8; 40 << 10]).await.expect("room again");
     f.sync().await;
     assert!(
-        ufs_bytes(&f.store, "b").is_none(),
+        ufs_bytes(&f.store, "b").await.is_none(),
         "cache-only data never reaches the store"
     );
 }
@@ -293,7 +293,7 @@ async fn through_mode_acknowledges_once_the_store_has_it() {
         .expect("meta");
     assert_eq!(meta.size, big.len() as u64);
     assert_eq!(
-        ufs_bytes(&f.store, "big"),
+        ufs_bytes(&f.store, "big").await,
         Some(big.clone()),
         "in the store when close returns"
     );
@@ -301,10 +301,10 @@ async fn through_mode_acknowledges_once_the_store_has_it() {
     f.append("big", b"tail").await.expect("append");
     let mut expected = big;
     expected.extend_from_slice(b"tail");
-    assert_eq!(ufs_bytes(&f.store, "big"), Some(expected));
+    assert_eq!(ufs_bytes(&f.store, "big").await, Some(expected));
     f.write.rename("m", "big", "renamed").await.expect("rename");
     assert!(
-        ufs_bytes(&f.store, "big").is_none(),
+        ufs_bytes(&f.store, "big").await.is_none(),
         "through: the store caught up before the rename returned"
     );
 }
@@ -366,4 +366,37 @@ async fn a_multipart_upload_left_open_by_a_crash_is_aborted_on_restart() {
             .is_err(),
         "the upload left open must be aborted"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persisted_file_changed_behind_hoards_back_is_forgotten() {
+    let f = Fixture::new(WriteMode::Back);
+    let meta = f.put("p", b"from hoard").await.expect("put").expect("meta");
+    f.sync().await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    f.store
+        .put("p", Bytes::from_static(b"changed directly"))
+        .await
+        .expect("direct put");
+    let e = f
+        .write
+        .read("m", "p", &meta.version, 0, meta.size)
+        .await
+        .expect_err("the old object is gone");
+    assert!(matches!(e, UfsError::VersionMismatch { .. }), "{e:?}");
+    assert!(
+        f.write.stat("m", "p").is_none(),
+        "the overlay forgot it: the store's version shows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_cannot_be_written_over_a_directory() {
+    let f = Fixture::new(WriteMode::Back);
+    f.put("d/x", b"x").await.expect("put");
+    let e = f.put("d", b"over the dir").await.expect_err("d is a directory");
+    assert_eq!(e.status, Status::NotADirectory);
+    f.store.put("u/y", Bytes::from_static(b"y")).await.expect("seed");
+    let e = f.put("u", b"over a store dir").await.expect_err("u is a directory");
+    assert_eq!(e.status, Status::NotADirectory);
 }
