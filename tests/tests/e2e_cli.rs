@@ -153,3 +153,110 @@ async fn a_restarted_worker_serves_again_at_once() {
     // Served by the new worker process (its counters start at zero), not by the fallback.
     assert!(cluster.metric(0, "worker_bytes_served") >= 3.0 * big.len() as f64);
 }
+
+/// Runs `hoard --cluster CONFIG ARGS` with `input` on its standard input.
+fn hoard_with_stdin(config: &Path, args: &[&str], input: &[u8]) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(hoard_bin())
+        .arg("--cluster")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hoard");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for hoard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn write_commands_put_append_move_and_delete() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file://{}", data.path().display());
+    let mut cluster = Cluster::start(1, &[("local", uri)], None, "").expect("start worker");
+    let cfg = cluster.config_path.clone();
+    let local = tempfile::tempdir().expect("tempdir");
+    // More than two of the 8 MiB pieces `put` reads at a time.
+    let big = pattern(5, 20 * 1024 * 1024 + 3);
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, &big).expect("write");
+    let src = src.to_str().expect("a UTF-8 temporary path");
+
+    // Silent on success; a trailing `/` keeps the local name; `through` mode: on disk at once.
+    let (ok, out, err) = hoard(&cfg, &["put", src, "/local/in/"]);
+    assert!(ok && out.is_empty() && err.is_empty(), "{out} {err}");
+    assert!(std::fs::read(data.path().join("in/big.bin")).expect("persisted") == big);
+    let cat = Command::new(hoard_bin())
+        .arg("--cluster")
+        .arg(&cfg)
+        .args(["cat", "/local/in/big.bin"])
+        .output()
+        .expect("cat");
+    assert!(cat.status.success() && cat.stdout == big);
+
+    let (ok, out, _) = hoard(&cfg, &["put", "-v", src, "/local/copy.bin"]);
+    assert!(
+        ok && out.contains("/local/copy.bin: wrote 20.0 MiB") && out.contains("version hoard:"),
+        "{out}"
+    );
+    let (ok, _, err) = hoard(&cfg, &["put", "--exclusive", src, "/local/copy.bin"]);
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("already exists"),
+        "{err}"
+    );
+
+    // Standard input, and an append to what `put` wrote.
+    let (ok, _, err) = hoard_with_stdin(&cfg, &["put", "-", "/local/log.txt"], b"one\n");
+    assert!(ok, "{err}");
+    let (ok, out, err) = hoard_with_stdin(&cfg, &["append", "-v", "-", "/local/log.txt"], b"two\n");
+    assert!(
+        ok && out.contains("appended 4 B") && out.contains("now 8 B"),
+        "{out} {err}"
+    );
+    let (ok, out, _) = hoard(&cfg, &["cat", "/local/log.txt"]);
+    assert!(ok && out == "one\ntwo\n", "{out:?}");
+
+    let (ok, _, err) = hoard(&cfg, &["mkdir", "/local/empty"]);
+    assert!(ok && data.path().join("empty").is_dir(), "{err}");
+    let (ok, _, err) = hoard(&cfg, &["mv", "/local/in", "/local/out"]);
+    assert!(ok, "{err}");
+    assert!(!data.path().join("in/big.bin").exists() && data.path().join("out/big.bin").exists());
+    let (ok, _, err) = hoard(&cfg, &["rm", "/local/out"]);
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("directory not empty") && err.contains("rm -r"),
+        "{err}"
+    );
+    let (ok, _, err) = hoard(&cfg, &["rm", "-r", "/local/out"]);
+    assert!(ok && !data.path().join("out").exists(), "{err}");
+    let (ok, _, err) = hoard(&cfg, &["rm", "/local/nope"]);
+    assert!(!ok && err.contains("no such file"), "{err}");
+    let (ok, out, err) = hoard(&cfg, &["sync", "/local"]);
+    assert!(ok && out.is_empty(), "{out} {err}");
+    let (ok, _, err) = hoard(&cfg, &["put", "/nonexistent/file", "/local/x"]);
+    assert!(
+        !ok && err.trim().lines().count() == 1 && err.contains("open /nonexistent/file"),
+        "{err}"
+    );
+
+    let (ok, out, _) = hoard(&cfg, &["cluster", "status"]);
+    assert!(
+        ok && out.contains("BACKLOG") && out.lines().any(|l| l.starts_with("total ")),
+        "{out}"
+    );
+
+    // Writes do not fail over: with the coordinator gone they fail, and say why.
+    cluster.kill_worker(0);
+    let (ok, _, err) = hoard(&cfg, &["put", src, "/local/late.bin"]);
+    assert!(!ok && err.contains("coordinator is unavailable"), "{err}");
+}
