@@ -26,6 +26,9 @@ pub enum Command {
     /// Warm reads over TCP: 4 KiB random-read latency against memcached's GET, and large
     /// sequential-read throughput against the loopback TCP ceiling (iperf3).
     Read(ReadArgs),
+    /// Checkpoint save throughput: N writers streaming shards through hoard (`back` and
+    /// `through` mode, on Garage), against local disk with fsync and straight S3 uploads.
+    Checkpoint(CheckpointArgs),
 }
 
 /// Flags of `hoard-bench read`.
@@ -155,6 +158,88 @@ impl ReadArgs {
         }
         if plan.range_bytes < IO_BYTES {
             bail!("--range must be at least 4 KiB");
+        }
+        Ok(plan)
+    }
+}
+
+/// Flags of `hoard-bench checkpoint`.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// The `hoard` binary that runs the worker (default: the workspace's `target/release/hoard`).
+    #[arg(long, env = "HOARD_BIN")]
+    pub hoard_bin: Option<PathBuf>,
+    /// Concurrent writers, one shard each [default: 8; --quick: 4].
+    #[arg(long)]
+    pub writers: Option<usize>,
+    /// Bytes of each shard [default: 256MiB; --quick: 32MiB].
+    #[arg(long)]
+    pub shard_size: Option<ByteSize>,
+    /// Timed runs of every system; the median run is reported [default: 3; --quick: 1].
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// Directory for the worker's journal, the local-disk peer's files and Garage's data: one
+    /// filesystem for all, so that `back` mode and local disk write to the same disk [default:
+    /// the system's temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Wall-clock limit of each timed phase, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub time_limit: u64,
+    /// Small and fast (4 writers x 32 MiB, one run): checks that the harness works. Explicit
+    /// flags still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What a `checkpoint` run does, every default applied.
+#[derive(Debug, Clone)]
+pub struct CheckpointPlan {
+    /// The `hoard` binary.
+    pub hoard_bin: PathBuf,
+    /// Concurrent writers.
+    pub writers: usize,
+    /// Bytes per shard.
+    pub shard_bytes: u64,
+    /// Timed runs per system.
+    pub runs: u32,
+    /// Where the journal, the local files and Garage's data go.
+    pub dir: PathBuf,
+    /// Limit of each timed phase.
+    pub time_limit: Duration,
+    /// Quick mode.
+    pub quick: bool,
+    /// JSON output file.
+    pub json: Option<PathBuf>,
+}
+
+impl CheckpointArgs {
+    /// The plan: quick or full defaults, overridden by explicit flags, then checked.
+    ///
+    /// # Errors
+    /// When a value is out of range or the `hoard` binary cannot be found.
+    pub fn resolve(self) -> anyhow::Result<CheckpointPlan> {
+        let q = self.quick;
+        let plan = CheckpointPlan {
+            hoard_bin: hoard_bin(self.hoard_bin)?,
+            writers: self.writers.unwrap_or(if q { 4 } else { 8 }),
+            shard_bytes: self
+                .shard_size
+                .map_or(if q { 32 << 20 } else { 256 << 20 }, |s| s.as_u64()),
+            runs: self.runs.unwrap_or(if q { 1 } else { 3 }),
+            dir: self.dir.unwrap_or_else(std::env::temp_dir),
+            time_limit: Duration::from_secs(self.time_limit),
+            quick: q,
+            json: self.json,
+        };
+        if !(1..=256).contains(&plan.writers) || plan.runs == 0 {
+            bail!("--writers must be from 1 to 256 and --runs at least 1");
+        }
+        if plan.shard_bytes < 1 << 20 || !plan.shard_bytes.is_multiple_of(1 << 20) {
+            bail!("--shard-size must be a whole number of MiB, not {}", plan.shard_bytes);
         }
         Ok(plan)
     }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+mod checkpoint;
 mod cli;
+mod garage;
 mod hoard_side;
 mod iperf;
 mod latency;
@@ -26,6 +28,10 @@ fn main() -> ExitCode {
             .resolve()
             .and_then(read::run)
             .context("run the read benchmark"),
+        cli::Command::Checkpoint(args) => args
+            .resolve()
+            .and_then(checkpoint::run)
+            .context("run the checkpoint benchmark"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,41 @@ pub struct WorkerProc {
     child: Option<Child>,
 }
 
+/// One `[[mounts]]` entry of a test cluster.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Its name.
+    pub name: String,
+    /// Its under-store URI.
+    pub uri: String,
+    /// More keys of its table, as TOML lines (`write_mode = "back"`).
+    pub settings: String,
+}
+
+impl Mount {
+    /// A mount with default settings.
+    pub fn new(name: &str, uri: &str) -> Mount {
+        Mount {
+            name: name.to_owned(),
+            uri: uri.to_owned(),
+            settings: String::new(),
+        }
+    }
+
+    /// The mount with `write_mode` set (`through`, `back`, `cache-only`).
+    pub fn write_mode(mut self, mode: &str) -> Mount {
+        self.settings.push_str(&format!("write_mode = \"{mode}\"\n"));
+        self
+    }
+
+    /// The mount with one more TOML line in its table.
+    pub fn with(mut self, line: &str) -> Mount {
+        self.settings.push_str(line);
+        self.settings.push('\n');
+        self
+    }
+}
+
 /// A cluster of worker processes sharing one config file.
 #[derive(Debug)]
 pub struct Cluster {
@@ -67,8 +102,24 @@ pub struct Cluster {
 impl Cluster {
     /// Write a config for `n` workers with these `[[mounts]]` (name, uri), an optional `[s3]`
     /// table body, and extra TOML (e.g. `[worker]`/`[client]` tables), then start the workers.
+    /// Every worker's journal is `journal-wN` in the cluster's temporary directory.
     pub fn start(n: usize, mounts: &[(&str, String)], s3: Option<String>, extra: &str) -> anyhow::Result<Cluster> {
+        let mounts: Vec<Mount> = mounts.iter().map(|(name, uri)| Mount::new(name, uri)).collect();
+        Cluster::start_with(n, &mounts, s3, extra, None)
+    }
+
+    /// As [`Cluster::start`], with per-mount settings, and the workers' journals (`journal-wN`)
+    /// under `journal_root` instead of the cluster's temporary directory (e.g. on a small tmpfs).
+    /// A worker restarted with [`Cluster::start_worker`] finds its journal again and replays it.
+    pub fn start_with(
+        n: usize,
+        mounts: &[Mount],
+        s3: Option<String>,
+        extra: &str,
+        journal_root: Option<&Path>,
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
+        let journal_root = journal_root.unwrap_or(dir.path()).to_owned();
         let mut text = format!("token = \"test-token-{}\"\n{extra}\n", std::process::id());
         if let Some(s3) = s3 {
             text.push_str(&format!("[s3]\n{s3}\n"));
@@ -76,8 +127,11 @@ impl Cluster {
         let mut workers = Vec::new();
         for i in 1..=n {
             let (addr, metrics) = (free_addr(), free_addr());
+            let journal = journal_root.join(format!("journal-w{i}"));
             text.push_str(&format!(
-                "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"256MiB\"\n"
+                "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"256MiB\"\n\
+                 journal_dir = {:?}\n",
+                journal.display().to_string()
             ));
             let log = dir.path().join(format!("w{i}.log"));
             workers.push(WorkerProc {
@@ -88,8 +142,11 @@ impl Cluster {
                 child: None,
             });
         }
-        for (name, uri) in mounts {
-            text.push_str(&format!("[[mounts]]\nname = \"{name}\"\nufs = \"{uri}\"\n"));
+        for m in mounts {
+            text.push_str(&format!(
+                "[[mounts]]\nname = \"{}\"\nufs = \"{}\"\n{}\n",
+                m.name, m.uri, m.settings
+            ));
         }
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, &text)?;
@@ -147,6 +204,19 @@ impl Cluster {
             .child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The process id of worker `i`, while it runs.
+    pub fn worker_pid(&self, i: usize) -> Option<u32> {
+        self.workers[i].child.as_ref().map(Child::id)
+    }
+
+    /// Bytes worker `i` has passed to `write`-like system calls so far (`wchar` of
+    /// `/proc/PID/io`: files and sockets alike): what a test checks to see that a worker did not
+    /// send some bytes again.
+    pub fn worker_bytes_written(&self, i: usize) -> Option<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.worker_pid(i)?)).ok()?;
+        io.lines().find_map(|l| l.strip_prefix("wchar:")?.trim().parse().ok())
     }
 
     /// A client of this cluster.

@@ -619,48 +619,75 @@ impl WritePath {
         {
             return Ok(entries.clone());
         }
+        let entries = self.merge_once(m, prefix, delimiter).await?;
+        let mut listings = m.listings.lock();
+        if listings.len() >= MERGED_LISTS_KEPT {
+            listings.clear();
+        }
+        listings.insert(key, (generation, Instant::now(), entries.clone()));
+        Ok(entries)
+    }
+
+    /// One merged listing: the overlay's entries under the prefix are taken *before* the
+    /// under-store is listed, so an object the persister deletes meanwhile is still hidden by
+    /// its tombstone (and one it creates shows from the overlay).
+    async fn merge_once(
+        &self,
+        m: &MountWrite,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> WriteResult<Arc<Vec<ListEntry>>> {
+        let snapshot: BTreeMap<String, Entry> = {
+            let ns = m.ns.lock();
+            ns.under(prefix).map(|(k, e)| (k.clone(), e.clone())).collect()
+        };
+        let under = |p: &str| {
+            snapshot
+                .range::<str, _>((std::ops::Bound::Included(p), std::ops::Bound::Unbounded))
+                .take_while(move |(k, _)| k.starts_with(p))
+                .map(|(_, e)| e.exists())
+                .collect::<Vec<bool>>()
+        };
         let ufs_items = list_all(m.ufs.as_ref(), prefix, delimiter)
             .await
             .map_err(|e| WriteError::ufs(&e))?;
         let mut merged: BTreeMap<String, ListEntry> = BTreeMap::new();
         let mut hidden_prefixes = Vec::new();
-        {
-            let ns = m.ns.lock();
-            for item in ufs_items {
-                match item {
-                    // Directory markers show as the prefixes they make, not as files.
-                    ListItem::Object(o) if o.path.ends_with('/') => {}
-                    ListItem::Object(o) => {
-                        if ns.get(&o.path).is_none() {
-                            merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
-                        }
+        for item in ufs_items {
+            match item {
+                // Directory markers show as the prefixes they make, not as files.
+                ListItem::Object(o) if o.path.ends_with('/') => {}
+                ListItem::Object(o) => {
+                    if !snapshot.contains_key(&o.path) {
+                        merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
                     }
-                    ListItem::Prefix(p) => {
-                        if ns.touches(&p) && !ns.has_live_under(&p) {
-                            hidden_prefixes.push(p);
-                        } else {
-                            merged.insert(p.clone(), ListEntry::Prefix(p));
-                        }
+                }
+                ListItem::Prefix(p) => {
+                    let entries = under(&p);
+                    if !entries.is_empty() && !entries.iter().any(|live| *live) {
+                        hidden_prefixes.push(p);
+                    } else {
+                        merged.insert(p.clone(), ListEntry::Prefix(p));
                     }
                 }
             }
-            for (key, entry) in ns.under(prefix) {
-                if !entry.exists() {
-                    continue;
+        }
+        for (key, entry) in &snapshot {
+            if !entry.exists() {
+                continue;
+            }
+            let rest = &key[prefix.len()..];
+            if let Some(d) = delimiter
+                && let Some(at) = rest.find(d)
+            {
+                let p = format!("{prefix}{}", &rest[..at + d.len()]);
+                if p != prefix {
+                    merged.insert(p.clone(), ListEntry::Prefix(p));
                 }
-                let rest = &key[prefix.len()..];
-                if let Some(d) = delimiter
-                    && let Some(at) = rest.find(d)
-                {
-                    let p = format!("{prefix}{}", &rest[..at + d.len()]);
-                    if p != prefix {
-                        merged.insert(p.clone(), ListEntry::Prefix(p));
-                    }
-                    continue;
-                }
-                if let Some(f) = entry.file() {
-                    merged.insert(key.clone(), ListEntry::File(file_meta(key, f)));
-                }
+                continue;
+            }
+            if let Some(f) = entry.file() {
+                merged.insert(key.clone(), ListEntry::File(file_meta(key, f)));
             }
         }
         // A directory whose every under-store object has a tombstone shows only if something
@@ -669,18 +696,14 @@ impl WritePath {
             let objects = list_all(m.ufs.as_ref(), &p, None)
                 .await
                 .map_err(|e| WriteError::ufs(&e))?;
-            let ns = m.ns.lock();
-            if objects.iter().any(|o| ns.get(list_key(o)).is_none_or(Entry::exists)) {
+            if objects
+                .iter()
+                .any(|o| snapshot.get(list_key(o)).is_none_or(Entry::exists))
+            {
                 merged.insert(p.clone(), ListEntry::Prefix(p));
             }
         }
-        let entries = Arc::new(merged.into_values().collect::<Vec<_>>());
-        let mut listings = m.listings.lock();
-        if listings.len() >= MERGED_LISTS_KEPT {
-            listings.clear();
-        }
-        listings.insert(key, (generation, Instant::now(), entries.clone()));
-        Ok(entries)
+        Ok(Arc::new(merged.into_values().collect::<Vec<_>>()))
     }
 
     // ---- sessions -------------------------------------------------------------------------
@@ -699,11 +722,24 @@ impl WritePath {
     ) -> WriteResult<(u64, u64)> {
         let m = self.coordinated(mount)?.clone();
         validate_path(path)?;
-        if self.is_dir(&m, path).await? {
-            return Err(WriteError::new(
-                Status::NotADirectory,
-                format!("/{mount}/{path} is a directory"),
-            ));
+        match self.is_dir(&m, path).await {
+            Ok(true) => {
+                return Err(WriteError::new(
+                    Status::NotADirectory,
+                    format!("/{mount}/{path} is a directory"),
+                ));
+            }
+            Ok(false) => {}
+            // In `back` and `cache-only` mode a write must not depend on the under-store being up.
+            Err(e) if m.mode != WriteMode::Through => {
+                tracing::debug!(
+                    mount,
+                    path,
+                    "could not check for a directory of that name: {}",
+                    e.message
+                );
+            }
+            Err(e) => return Err(e),
         }
         if exclusive && !append && self.exists(&m, path).await? {
             return Err(WriteError::new(
@@ -1168,8 +1204,9 @@ impl WritePath {
             received.min(s.mount.session_bytes.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+        // A blob no entry uses has no reader either (reads resolve blobs through entries).
         if !s.mount.ns.lock().blob_used(s.blob) {
-            self.doom_blob(s.blob);
+            self.journal.remove_blob(s.blob);
         }
     }
 
