@@ -379,7 +379,6 @@ impl Client {
         len: u64,
         buf: BytesMut,
     ) -> Result<BytesMut, PieceError> {
-        let chunk = offset / self.inner.config.chunk_size.as_u64();
         let req = Request::Read(ReadRequest {
             file: file.clone(),
             file_size: size,
@@ -391,12 +390,7 @@ impl Client {
             Response::Read(r) => plan::check_read(r, payload, offset, len, size, verify),
             _ => Ok(()),
         };
-        // A file written through hoard lives with the mount's coordinator until it is persisted.
-        let key = if homed {
-            mount_key(&file.mount)
-        } else {
-            chunk_key(&file.mount, &file.path, chunk)
-        };
+        let key = self.read_key(file, homed, offset);
         // Only the coordinator holds a homed file: another worker could only send the reader to
         // an older version in the under-store.
         let attempts = if homed { Some(1) } else { None };
@@ -437,6 +431,16 @@ impl Client {
             Ok(bytes) => Ok(bytes),
             Err(UfsError::VersionMismatch { .. }) => Err(PieceError::Stale),
             Err(e) => Err(ufs_error(&hoard_path, e).into()),
+        }
+    }
+
+    /// Placement key of the read of a file at `offset`: the owner of its chunk, or for a file
+    /// written through hoard (`homed`) the mount's coordinator, which holds it.
+    fn read_key(&self, file: &FileKey, homed: bool, offset: u64) -> u64 {
+        if homed {
+            mount_key(&file.mount)
+        } else {
+            chunk_key(&file.mount, &file.path, offset / self.inner.config.chunk_size.as_u64())
         }
     }
 

@@ -774,3 +774,34 @@ async fn back_mode_acknowledges_writes_while_s3_is_down_and_persists_them_after(
         "no failed upload was counted"
     );
 }
+
+// ---- i. files written through hoard are read and loaded from the coordinator ----------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_file_is_read_and_loaded_from_its_coordinator() {
+    use hoard_transport::ring::{Ring, chunk_key, mount_key};
+    let (_data, uri) = local_dir();
+    let mount = Mount::new("local", &uri).write_mode("back");
+    let cluster = Cluster::start_with(3, &[mount], None, "", None).expect("start workers");
+    let config = &cluster.config;
+    let ids: Vec<&str> = config.workers.iter().map(|w| w.id.as_str()).collect();
+    let ring = Ring::new(&ids, config.virtual_nodes);
+    let coordinator = ring.owner(mount_key("local"));
+    // A path whose first chunk another worker owns: reading it there would be wrong.
+    let path = (0..1000)
+        .map(|i| format!("elsewhere-{i}"))
+        .find(|p| ring.owner(chunk_key("local", p, 0)) != coordinator)
+        .expect("some path placed away from the coordinator");
+    let data = pattern(7, 3 << 20);
+    let client = cluster.client();
+    let meta = client
+        .put(&format!("/local/{path}"), Bytes::from(data.clone()))
+        .await
+        .expect("put");
+    assert!(meta.homed, "a written file is homed at the coordinator");
+    let summary = client.load(&format!("/local/{path}"), &|_| {}).await.expect("load");
+    assert_eq!(summary.bytes, data.len() as u64);
+    let back = client.read_all(&format!("/local/{path}")).await.expect("read");
+    assert!(back[..] == data[..], "read back byte-exact");
+    cluster.assert_clean_logs();
+}

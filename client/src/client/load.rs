@@ -9,7 +9,6 @@ use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ReadRequest, Reply, Re
 use super::{Client, plan};
 use crate::error::{ClientError, ClientResult};
 use crate::path::HoardPath;
-use crate::ring::chunk_key;
 
 /// What a load did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl Client {
         let cfg = &self.inner.config;
         let (chunk, max_req) = (cfg.chunk_size.as_u64(), cfg.client.max_request_bytes.as_u64());
         // Collected first: a lazy iterator of closures here would make this future not `Send`.
-        let requests: Vec<(FileKey, u64, u64, u64)> = files
+        let requests: Vec<(FileKey, bool, u64, u64, u64)> = files
             .iter()
             .flat_map(|f| {
                 let file = FileKey {
@@ -66,11 +65,11 @@ impl Client {
                 };
                 plan::split(0, f.size, chunk, max_req)
                     .into_iter()
-                    .map(move |(off, n)| (file.clone(), f.size, off, n))
+                    .map(move |(off, n)| (file.clone(), f.homed, f.size, off, n))
             })
             .collect();
         let mut results = futures::stream::iter(requests)
-            .map(|(file, size, off, n)| self.load_piece(file, size, off, n))
+            .map(|(file, homed, size, off, n)| self.load_piece(file, homed, size, off, n))
             .buffer_unordered(cfg.client.parallel_requests as usize);
         let mut summary = LoadSummary {
             files: files.len() as u64,
@@ -112,8 +111,15 @@ impl Client {
     }
 
     /// Load one piece on its owner; returns (bytes, bytes already cached).
-    async fn load_piece(&self, file: FileKey, size: u64, offset: u64, len: u64) -> ClientResult<(u64, u64)> {
-        let key = chunk_key(&file.mount, &file.path, offset / self.inner.config.chunk_size.as_u64());
+    async fn load_piece(
+        &self,
+        file: FileKey,
+        homed: bool,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> ClientResult<(u64, u64)> {
+        let key = self.read_key(&file, homed, offset);
         let p = HoardPath {
             mount: file.mount.clone(),
             key: file.path.clone(),
