@@ -185,8 +185,12 @@ struct SessionState {
     received: Received,
     /// Session bytes already part of the file.
     published: u64,
+    /// What the last publish made (a close with nothing new answers it).
+    last_meta: Option<FileMeta>,
     streaming: Streaming,
     last_used: Instant,
+    /// The session was aborted or finished: nothing may be published any more.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -225,6 +229,10 @@ pub struct WritePath {
     /// aborted by housekeeping.
     stale_uploads: Mutex<Vec<(String, String, String)>>,
     aborting_stale: std::sync::atomic::AtomicBool,
+    /// Multipart uploads running now (kept as open records when the journal is compacted).
+    open_uploads: Mutex<std::collections::BTreeSet<(String, String, String)>>,
+    /// Held shared while a record is appended and applied, exclusively while compacting.
+    journal_gate: parking_lot::RwLock<()>,
     /// Journal records of mounts no longer configured: kept verbatim.
     orphans: Vec<Record>,
 }
@@ -306,10 +314,22 @@ impl WritePath {
             );
         }
         // Blobs of sessions that never published, and of entries since replaced: delete.
-        let used: std::collections::HashSet<u64> = mounts
+        let mut used: std::collections::HashSet<u64> = mounts
             .values()
             .flat_map(|m| m.ns.lock().blobs().collect::<Vec<_>>())
             .collect();
+        // Entries of mounts no longer configured keep their blobs and their ids.
+        for record in &orphans {
+            if let Record::Set { entry, .. } = record {
+                max_id = max_id.max(entry.id);
+                if let Some(f) = entry.file() {
+                    used.extend(f.segments.iter().filter_map(|seg| match seg {
+                        Segment::Blob { blob, .. } => Some(*blob),
+                        Segment::Ufs { .. } => None,
+                    }));
+                }
+            }
+        }
         for id in journal.blob_ids()? {
             max_id = max_id.max(id);
             if !used.contains(&id) {
@@ -333,6 +353,8 @@ impl WritePath {
             backlog_reported: Mutex::new(Instant::now()),
             stale_uploads: Mutex::new(open_uploads.into_iter().collect()),
             aborting_stale: std::sync::atomic::AtomicBool::new(false),
+            open_uploads: Mutex::new(std::collections::BTreeSet::new()),
+            journal_gate: parking_lot::RwLock::new(()),
             orphans,
         };
         write.compact()?;
@@ -408,7 +430,20 @@ impl WritePath {
 
     /// Rewrite the journal as the live entries.
     fn compact(&self) -> io::Result<()> {
+        // No record may be appended between the copy of the overlay and the swap of the log.
+        let _gate = self.journal_gate.write();
         let mut records = self.orphans.clone();
+        records.extend(
+            self.open_uploads
+                .lock()
+                .iter()
+                .map(|(mount, path, upload_id)| Record::Upload {
+                    mount: mount.clone(),
+                    path: path.clone(),
+                    upload_id: upload_id.clone(),
+                    open: true,
+                }),
+        );
         records.extend(
             self.stale_uploads
                 .lock()
@@ -763,8 +798,10 @@ impl WritePath {
             state: tokio::sync::Mutex::new(SessionState {
                 received: Received::default(),
                 published: 0,
+                last_meta: None,
                 streaming: Streaming::default(),
                 last_used: Instant::now(),
+                ended: false,
             }),
             touched: Mutex::new(Instant::now()),
         };
@@ -819,8 +856,10 @@ impl WritePath {
         .await
         .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
         .map_err(|e| WriteError::io("write to the journal", &e))?;
-        m.session_bytes.fetch_add(len, Ordering::Relaxed);
         let mut state = s.state.lock().await;
+        if state.ended {
+            return Err(WriteError::new(Status::NoSuchSession, "the write session was aborted"));
+        }
         state.last_used = Instant::now();
         if !state.received.insert(offset, offset + len) {
             return Err(WriteError::new(
@@ -828,6 +867,7 @@ impl WritePath {
                 format!("bytes at {offset} were written twice"),
             ));
         }
+        m.session_bytes.fetch_add(len, Ordering::Relaxed);
         if m.mode == WriteMode::Through && !s.append {
             self.feed_upload(&s, &mut state).await?;
         }
@@ -917,6 +957,9 @@ impl WritePath {
 
     async fn publish_session(&self, s: &Session, len: u64, commit: bool) -> WriteResult<Option<FileMeta>> {
         let mut state = s.state.lock().await;
+        if state.ended {
+            return Err(WriteError::new(Status::NoSuchSession, "the write session was aborted"));
+        }
         state.last_used = Instant::now();
         let have = state.received.contiguous();
         if have != len || state.received.0.len() > 1 {
@@ -931,16 +974,22 @@ impl WritePath {
             }
             return self.commit_through(s, &mut state, len).await.map(Some);
         }
-        if len == state.published && (state.published > 0 || s.append) {
-            // Nothing new since the last flush.
-            let ns = s.mount.ns.lock();
-            return Ok(ns.get(&s.path).and_then(Entry::file).map(|f| file_meta(&s.path, f)));
+        if len == state.published && state.last_meta.is_some() {
+            // Nothing new since the last flush: the file is what that flush made.
+            return Ok(state.last_meta.clone());
         }
         let file = s.file.clone();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
             .map_err(|e| WriteError::io("fsync the journal blob", &e))?;
+        if s.mount.mode == WriteMode::Through {
+            // An append in through mode writes the key itself: in order with the persister.
+            let _op = self.claim(&s.mount, &s.path).await;
+            let result = self.append_through(s, &mut state, len).await;
+            s.mount.ns.lock().finish(&s.path);
+            return result;
+        }
         let _op = s.mount.op.lock().await;
         let entry = if s.append {
             self.appended_entry(s, state.published, len).await?
@@ -968,24 +1017,33 @@ impl WritePath {
                 state: self.dirty_state(&s.mount),
             }
         };
-        if s.mount.mode == WriteMode::Through {
-            // An append in through mode: the under-store gets the whole object first.
-            let meta = self.upload_now(&s.mount, &s.path, &entry).await?;
-            let mut entry = entry;
-            entry.state = EntryState::Clean;
-            if let EntryKind::File(f) = &mut entry.kind {
-                f.ufs_version = Some(meta.version.clone());
-                f.segments = vec![ufs_segment(&s.path, &meta.version, meta.size)];
-            }
-            let meta = entry.file().map(|f| file_meta(&s.path, f));
-            self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
-            state.published = len;
-            return Ok(meta);
-        }
         let meta = entry.file().map(|f| file_meta(&s.path, f));
         self.install(&s.mount, vec![(s.path.clone(), entry)], true)?;
-        state.published = len;
+        self.published(s, &mut state, len, meta.clone());
         Ok(meta)
+    }
+
+    /// A `through` append: build the new object in the under-store (old bytes copied server-side),
+    /// then publish it as clean. The caller holds the path (see `claim`).
+    async fn append_through(&self, s: &Session, state: &mut SessionState, len: u64) -> WriteResult<Option<FileMeta>> {
+        let mut entry = self.appended_entry(s, state.published, len).await?;
+        let meta = self.upload_now(&s.mount, &s.path, &entry).await?;
+        entry.state = EntryState::Clean;
+        if let EntryKind::File(f) = &mut entry.kind {
+            f.ufs_version = Some(meta.version.clone());
+            f.segments = vec![ufs_segment(&s.path, &meta.version, meta.size)];
+        }
+        let meta = entry.file().map(|f| file_meta(&s.path, f));
+        self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
+        self.published(s, state, len, meta.clone());
+        Ok(meta)
+    }
+
+    /// Book a publish: the session's first `len` bytes are the file's now.
+    fn published(&self, s: &Session, state: &mut SessionState, len: u64, meta: Option<FileMeta>) {
+        release_session_bytes(&s.mount, len.saturating_sub(state.published));
+        state.published = len;
+        state.last_meta = meta;
     }
 
     /// The entry of `path` with a session's bytes `[from, to)` appended.
@@ -1063,48 +1121,57 @@ impl WritePath {
     /// Finish a `through` create: last part, complete (or one PUT), then publish as clean.
     async fn commit_through(&self, s: &Session, state: &mut SessionState, len: u64) -> WriteResult<FileMeta> {
         let ufs = &s.mount.ufs;
-        let result: WriteResult<ObjectMeta> = async {
+        // Everything that does not touch the key first: the last part, or the bytes of a PUT.
+        let prepared: WriteResult<Option<Bytes>> = async {
             match state.streaming.upload_id.clone() {
                 None => {
                     let reader = SegmentReader {
                         journal: self.journal.clone(),
                         ufs: ufs.clone(),
                     };
-                    let data = reader
-                        .read(&[Segment::Blob {
-                            blob: s.blob,
-                            start: 0,
-                            len,
-                        }])
-                        .await
-                        .map_err(|e| WriteError::ufs(&e))?;
-                    let _op = s.mount.op.lock().await;
-                    if s.exclusive && self.exists(&s.mount, &s.path).await? {
-                        return Err(WriteError::new(
-                            Status::AlreadyExists,
-                            format!("/{}/{} exists", s.mount.name, s.path),
-                        ));
-                    }
-                    ufs.put(&s.path, data).await.map_err(|e| WriteError::ufs(&e))
+                    let blob = Segment::Blob {
+                        blob: s.blob,
+                        start: 0,
+                        len,
+                    };
+                    reader.read(&[blob]).await.map(Some).map_err(|e| WriteError::ufs(&e))
                 }
                 Some(upload_id) => {
                     let start = state.streaming.next_start;
                     if len > start {
                         let number = (start / self.config.part_size) as u32 + 1;
-                        let task = self.upload_part_task(s, number, start, len - start, upload_id.clone());
+                        let task = self.upload_part_task(s, number, start, len - start, upload_id);
                         state.streaming.pending.push_back(task);
                     }
                     while !state.streaming.pending.is_empty() {
                         self.finish_oldest_part(s, state).await?;
                     }
+                    Ok(None)
+                }
+            }
+        }
+        .await;
+        let data = match prepared {
+            Ok(data) => data,
+            Err(e) => {
+                self.abort_streaming(s, state).await;
+                return Err(e);
+            }
+        };
+        // Then the key itself, in order with the persister and other writers, and published
+        // under the same hold.
+        let _op = self.claim(&s.mount, &s.path).await;
+        let result: WriteResult<ObjectMeta> = async {
+            if s.exclusive && self.exists(&s.mount, &s.path).await? {
+                return Err(WriteError::new(
+                    Status::AlreadyExists,
+                    format!("/{}/{} exists", s.mount.name, s.path),
+                ));
+            }
+            match (data, state.streaming.upload_id.clone()) {
+                (Some(data), _) => ufs.put(&s.path, data).await.map_err(|e| WriteError::ufs(&e)),
+                (None, Some(upload_id)) => {
                     let parts = std::mem::take(&mut state.streaming.done);
-                    let _op = s.mount.op.lock().await;
-                    if s.exclusive && self.exists(&s.mount, &s.path).await? {
-                        return Err(WriteError::new(
-                            Status::AlreadyExists,
-                            format!("/{}/{} exists", s.mount.name, s.path),
-                        ));
-                    }
                     let done = ufs
                         .complete_multipart(&s.path, &upload_id, parts)
                         .await
@@ -1113,17 +1180,18 @@ impl WritePath {
                     self.log_upload(&s.mount.name, &s.path, &upload_id, false);
                     Ok(done)
                 }
+                (None, None) => Err(WriteError::new(Status::Internal, "a through session lost its upload")),
             }
         }
         .await;
         let meta = match result {
             Ok(meta) => meta,
             Err(e) => {
+                s.mount.ns.lock().finish(&s.path);
                 self.abort_streaming(s, state).await;
                 return Err(e);
             }
         };
-        let _op = s.mount.op.lock().await;
         let id = self.new_id();
         let entry = Entry {
             id,
@@ -1131,17 +1199,38 @@ impl WritePath {
                 version: self.version(id),
                 size: len,
                 mtime_ms: now_ms(),
-                // The blob serves reads until the grace period ends; then the under-store does.
                 segments: vec![ufs_segment(&s.path, &meta.version, len)],
                 ufs_version: Some(meta.version.clone()),
             }),
             state: EntryState::Clean,
         };
         let out = entry.file().map(|f| file_meta(&s.path, f)).expect("a file entry");
-        self.install(&s.mount, vec![(s.path.clone(), entry)], false)?;
-        state.published = len;
+        let installed = self.install(&s.mount, vec![(s.path.clone(), entry)], false);
+        s.mount.ns.lock().finish(&s.path);
+        installed?;
+        self.published(s, state, len, Some(out.clone()));
         self.cache_blob(&s.mount.name, &s.path, &out.version, s.blob, len).await;
         Ok(out)
+    }
+
+    /// Take the mount's `op` with `path` free for a direct under-store write: no persister job
+    /// on it, and no dirty entry still copying from it. The path is marked in flight (the
+    /// persister leaves it alone) until the caller calls `ns.finish(path)`.
+    async fn claim<'a>(&self, m: &'a MountWrite, path: &str) -> tokio::sync::MutexGuard<'a, ()> {
+        loop {
+            let progress = self.progress.notified();
+            let op = m.op.lock().await;
+            {
+                let mut ns = m.ns.lock();
+                let own = ns.get(path).map_or(0, |e| self_refs(e, path));
+                if !ns.is_in_flight(path) && ns.ufs_refs(path) <= own {
+                    ns.start(path);
+                    return op;
+                }
+            }
+            drop(op);
+            let _ = tokio::time::timeout(Duration::from_millis(200), progress).await;
+        }
     }
 
     async fn abort_streaming(&self, s: &Session, state: &mut SessionState) {
@@ -1169,6 +1258,13 @@ impl WritePath {
 
     /// Journal the start or end of a multipart upload.
     fn log_upload(&self, mount: &str, path: &str, upload_id: &str, open: bool) {
+        let _gate = self.journal_gate.read();
+        let key = (mount.to_owned(), path.to_owned(), upload_id.to_owned());
+        if open {
+            self.open_uploads.lock().insert(key);
+        } else {
+            self.open_uploads.lock().remove(&key);
+        }
         let record = Record::Upload {
             mount: mount.to_owned(),
             path: path.to_owned(),
@@ -1196,14 +1292,15 @@ impl WritePath {
             return;
         }
         ::metrics::gauge!(metrics::WRITE_SESSIONS).decrement(1.0);
-        let received: u64 = {
-            let state = s.state.lock().await;
-            state.received.0.iter().map(|(a, b)| b - a).sum()
+        // Under the state lock: a publish either finished before (its entry now uses the blob)
+        // or sees `ended` and publishes nothing.
+        let unpublished: u64 = {
+            let mut state = s.state.lock().await;
+            state.ended = true;
+            let received: u64 = state.received.0.iter().map(|(a, b)| b - a).sum();
+            received.saturating_sub(state.published)
         };
-        s.mount.session_bytes.fetch_sub(
-            received.min(s.mount.session_bytes.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        release_session_bytes(&s.mount, unpublished);
         // A blob no entry uses has no reader either (reads resolve blobs through entries).
         if !s.mount.ns.lock().blob_used(s.blob) {
             self.journal.remove_blob(s.blob);
@@ -1466,15 +1563,31 @@ impl WritePath {
 
     /// Log and apply overlay changes (`durable`: through the journal first).
     fn install(&self, m: &MountWrite, changes: Vec<(String, Entry)>, durable: bool) -> WriteResult<()> {
-        if durable && changes.iter().any(|(_, e)| e.state != EntryState::Clean) {
-            let records: Vec<Record> = changes
-                .iter()
-                .map(|(path, entry)| Record::Set {
-                    mount: m.name.clone(),
-                    path: path.clone(),
-                    entry: entry.clone(),
-                })
-                .collect();
+        // Appending and applying are one step for compaction (see `compact`).
+        let _gate = self.journal_gate.read();
+        let mut records = Vec::new();
+        {
+            let ns = m.ns.lock();
+            for (path, entry) in &changes {
+                let replaces_durable = ns.get(path).is_some_and(|old| old.state != EntryState::Clean);
+                if (durable && entry.state != EntryState::Clean) || replaces_durable {
+                    records.push(Record::Set {
+                        mount: m.name.clone(),
+                        path: path.clone(),
+                        entry: entry.clone(),
+                    });
+                }
+                if entry.state == EntryState::Clean && replaces_durable {
+                    // A clean entry is not replayed: clear it, so what it replaced does not come back.
+                    records.push(Record::Clear {
+                        mount: m.name.clone(),
+                        path: path.clone(),
+                        id: entry.id,
+                    });
+                }
+            }
+        }
+        if !records.is_empty() {
             self.journal
                 .append(&records)
                 .map_err(|e| WriteError::io("write the journal", &e))?;
@@ -1697,6 +1810,19 @@ impl WritePath {
     /// Apply one entry to the under-store.
     async fn apply(&self, m: &MountWrite, path: &str, entry: &Entry) -> UfsResult<Option<ObjectMeta>> {
         match &entry.kind {
+            // The whole object already at this key (a file renamed away and back): nothing to
+            // copy (S3 refuses to copy an object onto itself), only check it is still that one.
+            EntryKind::File(FileEntry { segments, .. }) if own_object(segments, path).is_some() => {
+                let version = own_object(segments, path).unwrap_or_default();
+                let meta = m.ufs.stat(path).await?;
+                if meta.version != version {
+                    return Err(UfsError::VersionMismatch {
+                        path: path.to_owned(),
+                        expected: version.to_owned(),
+                    });
+                }
+                Ok(Some(meta))
+            }
             EntryKind::File(f) => {
                 let reader = SegmentReader {
                     journal: self.journal.clone(),
@@ -1724,56 +1850,77 @@ impl WritePath {
         match result {
             Ok(meta) => {
                 self.retries.lock().remove(&entry.id);
-                let mut freed = Vec::new();
-                let mut rebased_entry = None;
-                let current = {
-                    let mut ns = m.ns.lock();
-                    ns.finish(path);
+                let _gate = self.journal_gate.read();
+                // Plan under the overlay lock (the caller holds the mount's `op`, so nothing
+                // else edits these entries), log, and only then apply and free blobs: a lost
+                // log record must not leave a dirty entry whose blob is gone.
+                let (changes, current) = {
+                    let ns = m.ns.lock();
                     let current = ns.get(path).is_some_and(|e| e.id == entry.id);
-                    if !current
-                        && let (EntryKind::File(done), Some(meta)) = (&entry.kind, &meta)
-                        && let Some(later) = ns.get(path).cloned()
-                        && let Some(rebased) = rebase(&later, done, path, meta)
-                    {
-                        // Appends arrived while the upload ran: their leading bytes are now the
-                        // uploaded object, not the old one the upload replaced.
-                        rebased_entry = Some(rebased.clone());
-                        freed.extend(ns.set(path, rebased));
-                    }
-                    if current {
-                        match (&entry.kind, meta) {
-                            (EntryKind::File(f), Some(meta)) => {
-                                let mut f = f.clone();
-                                f.segments = vec![ufs_segment(path, &meta.version, f.size)];
-                                f.ufs_version = Some(meta.version);
-                                let clean = Entry {
-                                    id: entry.id,
-                                    kind: EntryKind::File(f),
-                                    state: EntryState::Clean,
-                                };
-                                freed.extend(ns.set(path, clean));
-                            }
-                            _ => freed.extend(ns.remove(path)),
+                    let mut changes: Vec<(String, Option<Entry>)> = Vec::new();
+                    match (&entry.kind, &meta) {
+                        (EntryKind::File(f), Some(meta)) if current => {
+                            let mut f = f.clone();
+                            f.segments = vec![ufs_segment(path, &meta.version, f.size)];
+                            f.ufs_version = Some(meta.version.clone());
+                            let clean = Entry {
+                                id: entry.id,
+                                kind: EntryKind::File(f),
+                                state: EntryState::Clean,
+                            };
+                            changes.push((path.to_owned(), Some(clean)));
                         }
+                        (EntryKind::File(done), Some(meta)) => {
+                            // The entry was replaced or moved while it uploaded. Entries that
+                            // start with its bytes (appends made meanwhile, a renamed copy) are
+                            // rebuilt on the object just made: their old under-store bytes are
+                            // gone, and a copy is cheaper than a second upload.
+                            for (_, p) in ns.dirty() {
+                                if let Some(later) = ns.get(p)
+                                    && let Some(rebased) = rebase(later, done, path, meta)
+                                {
+                                    changes.push((p.clone(), Some(rebased)));
+                                }
+                            }
+                        }
+                        _ if current => changes.push((path.to_owned(), None)),
+                        _ => {}
                     }
-                    current
+                    (changes, current)
                 };
-                for blob in freed {
-                    self.doom_blob(blob);
-                }
                 let mut records = vec![Record::Clear {
                     mount: m.name.clone(),
                     path: path.to_owned(),
                     id: entry.id,
                 }];
-                records.extend(rebased_entry.map(|entry| Record::Set {
-                    mount: m.name.clone(),
-                    path: path.to_owned(),
-                    entry,
+                records.extend(changes.iter().filter_map(|(p, e)| {
+                    e.as_ref()
+                        .filter(|e| e.state != EntryState::Clean)
+                        .map(|e| Record::Set {
+                            mount: m.name.clone(),
+                            path: p.clone(),
+                            entry: e.clone(),
+                        })
                 }));
                 if let Err(e) = self.journal.append(&records) {
-                    // Replay will redo the operation: harmless, it is idempotent.
-                    tracing::warn!(path, "could not log a finished upload: {e}");
+                    // Leave the entry dirty: the upload is redone later (it is idempotent).
+                    tracing::warn!(path, "could not log a finished upload, it will be redone: {e}");
+                    m.ns.lock().finish(path);
+                    return;
+                }
+                let mut freed = Vec::new();
+                {
+                    let mut ns = m.ns.lock();
+                    ns.finish(path);
+                    for (p, change) in changes {
+                        match change {
+                            Some(e) => freed.extend(ns.set(&p, e)),
+                            None => freed.extend(ns.remove(&p)),
+                        }
+                    }
+                }
+                for blob in freed {
+                    self.doom_blob(blob);
                 }
                 if current {
                     m.generation.fetch_add(1, Ordering::AcqRel);
@@ -1877,6 +2024,13 @@ impl WritePath {
     fn doom_blob(&self, blob: u64) {
         self.doomed_blobs.lock().push((Instant::now() + BLOB_GRACE, blob));
     }
+}
+
+/// Give back cache-only room counted for a session's bytes (they were published or dropped).
+fn release_session_bytes(m: &MountWrite, bytes: u64) {
+    let _ = m
+        .session_bytes
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(bytes)));
 }
 
 /// Continuation tokens of merged listings start with this.
@@ -1984,6 +2138,21 @@ fn rebase(later: &Entry, done: &FileEntry, path: &str, meta: &ObjectMeta) -> Opt
 /// multipart parts).
 fn whole_object(seg: &Segment) -> bool {
     matches!(seg, Segment::Ufs { start: 0, len, .. } if *len <= 5 << 30)
+}
+
+/// The version, when `segments` are exactly the whole object at `path` itself.
+fn own_object<'a>(segments: &'a [Segment], path: &str) -> Option<&'a str> {
+    match segments {
+        [
+            Segment::Ufs {
+                path: p,
+                version,
+                start: 0,
+                ..
+            },
+        ] if p == path => Some(version),
+        _ => None,
+    }
 }
 
 /// How many of an entry's own segments read its own path (an append's old object).
