@@ -125,6 +125,7 @@ impl WorkerService {
                 &req.prefix,
                 req.delimiter.as_deref(),
                 after,
+                req.continuation.is_some() && after.is_none(),
                 req.max_keys.min(MAX_LIST_KEYS),
             )
             .await

@@ -597,8 +597,10 @@ impl WritePath {
         version.starts_with("hoard:")
     }
 
-    /// A listing merged with the overlay, or `None` when the overlay has nothing under the
-    /// prefix (then the under-store's listing is the answer).
+    /// A listing merged with the overlay, or `None` when the under-store's listing is the
+    /// answer. A listing keeps the kind it started with: a continuation of a merged listing
+    /// (`after`) stays merged, one of an under-store listing (`ufs_token`) stays plain, and a
+    /// new one is merged when the overlay has something under the prefix.
     ///
     /// # Errors
     /// The under-store's listing error.
@@ -608,10 +610,11 @@ impl WritePath {
         prefix: &str,
         delimiter: Option<&str>,
         after: Option<&str>,
+        ufs_token: bool,
         max_keys: u32,
     ) -> Option<WriteResult<ListReply>> {
         let m = self.coordinated(mount).ok()?;
-        if !m.ns.lock().touches(prefix) {
+        if ufs_token || (after.is_none() && !m.ns.lock().touches(prefix)) {
             return None;
         }
         Some(self.merged_list(m, prefix, delimiter, after, max_keys).await)
@@ -1358,11 +1361,69 @@ impl WritePath {
                     self.move_changes(&m, &key, &to, source, state, &mut changes);
                 }
             }
+            // A destination that another pending copy still reads from would make the two wait
+            // on each other for good (`mv a t; mv b a; mv t b`): such a moved file takes its bytes
+            // into the journal now instead of copying them from the under-store later.
+            for (to, entry) in &mut changes {
+                let referenced = m.ns.lock().ufs_refs(to) > 0;
+                if referenced && entry.state == EntryState::Dirty && reads_other_keys(entry, to) {
+                    *entry = self.materialize(&m, entry).await?;
+                }
+            }
             let ids = changes.iter().map(|(_, e)| e.id).collect::<Vec<_>>();
             self.install(&m, changes, true)?;
             ids
         };
         self.wait_through(&m, &ids).await
+    }
+
+    /// The entry with all its bytes copied into a new journal blob (fsync'd).
+    async fn materialize(&self, m: &MountWrite, entry: &Entry) -> WriteResult<Entry> {
+        let Some(f) = entry.file() else {
+            return Ok(entry.clone());
+        };
+        let blob = self.new_id();
+        let file = Arc::new(
+            self.journal
+                .create_blob(blob)
+                .map_err(|e| WriteError::io("create a journal blob", &e))?,
+        );
+        let reader = SegmentReader {
+            journal: self.journal.clone(),
+            ufs: m.ufs.clone(),
+        };
+        let mut at = 0;
+        while at < f.size {
+            let end = (at + MAX_WRITE).min(f.size);
+            let bytes = reader
+                .read(&slice(&f.segments, at, end))
+                .await
+                .map_err(|e| WriteError::ufs(&e))?;
+            let (file, offset) = (file.clone(), at);
+            tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&bytes, offset).and_then(|()| file.sync_data())
+            })
+            .await
+            .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
+            .map_err(|e| WriteError::io("write to the journal", &e))?;
+            at = end;
+        }
+        let mut f = f.clone();
+        f.segments = if f.size > 0 {
+            vec![Segment::Blob {
+                blob,
+                start: 0,
+                len: f.size,
+            }]
+        } else {
+            Vec::new()
+        };
+        Ok(Entry {
+            id: entry.id,
+            kind: EntryKind::File(f),
+            state: entry.state,
+        })
     }
 
     /// The overlay changes that move `source` from `from` to `to`.
@@ -2138,6 +2199,15 @@ fn rebase(later: &Entry, done: &FileEntry, path: &str, meta: &ObjectMeta) -> Opt
 /// multipart parts).
 fn whole_object(seg: &Segment) -> bool {
     matches!(seg, Segment::Ufs { start: 0, len, .. } if *len <= 5 << 30)
+}
+
+/// Whether a file entry reads under-store keys other than `path`.
+fn reads_other_keys(entry: &Entry, path: &str) -> bool {
+    entry.file().is_some_and(|f| {
+        f.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Ufs { path: p, .. } if p != path))
+    })
 }
 
 /// The version, when `segments` are exactly the whole object at `path` itself.

@@ -206,13 +206,13 @@ async fn renames_and_deletes_follow_posix_rules() {
     f.write.rename("m", "src", "dst").await.expect("rename");
     assert!(
         f.write
-            .list("m", "src/", Some("/"), None, 100)
+            .list("m", "src/", Some("/"), None, false, 100)
             .await
             .is_some_and(|l| l.expect("list").entries.is_empty())
     );
     let listed = f
         .write
-        .list("m", "dst/", Some("/"), None, 1000)
+        .list("m", "dst/", Some("/"), None, false, 1000)
         .await
         .expect("overlay")
         .expect("list");
@@ -223,7 +223,7 @@ async fn renames_and_deletes_follow_posix_rules() {
     f.write.mkdir("m", "empty").await.expect("mkdir");
     let root = f
         .write
-        .list("m", "", Some("/"), None, 1000)
+        .list("m", "", Some("/"), None, false, 1000)
         .await
         .expect("overlay")
         .expect("list");
@@ -399,4 +399,36 @@ async fn a_file_cannot_be_written_over_a_directory() {
     f.store.put("u/y", Bytes::from_static(b"y")).await.expect("seed");
     let e = f.put("u", b"over a store dir").await.expect_err("u is a directory");
     assert_eq!(e.status, Status::NotADirectory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_two_files_by_renames_persists_without_deadlock() {
+    let mut f = Fixture::new(WriteMode::Back);
+    // Hold the persister back so all three renames are pending together.
+    f.stop.cancel();
+    f.write = open(&f.journal_dir, &f.store, WriteMode::Back);
+    f.store.put("a", Bytes::from_static(b"AAAA")).await.expect("seed");
+    f.store.put("b", Bytes::from_static(b"BB")).await.expect("seed");
+    f.write.rename("m", "a", "t").await.expect("mv a t");
+    f.write.rename("m", "b", "a").await.expect("mv b a");
+    f.write.rename("m", "t", "b").await.expect("mv t b");
+    assert_eq!(f.read("a").await, b"BB");
+    assert_eq!(f.read("b").await, b"AAAA");
+    f.stop = CancellationToken::new();
+    f.write.start(f.stop.clone());
+    f.sync().await;
+    assert_eq!(ufs_bytes(&f.store, "a").await.as_deref(), Some(&b"BB"[..]));
+    assert_eq!(ufs_bytes(&f.store, "b").await.as_deref(), Some(&b"AAAA"[..]));
+    assert!(ufs_bytes(&f.store, "t").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_away_and_back_persists() {
+    let f = Fixture::new(WriteMode::Back);
+    f.store.put("x", Bytes::from_static(b"xx")).await.expect("seed");
+    f.write.rename("m", "x", "y").await.expect("mv x y");
+    f.write.rename("m", "y", "x").await.expect("mv y x");
+    f.sync().await;
+    assert_eq!(ufs_bytes(&f.store, "x").await.as_deref(), Some(&b"xx"[..]));
+    assert!(ufs_bytes(&f.store, "y").await.is_none());
 }
