@@ -285,7 +285,17 @@ fn write_atomically(key: &str, target: &Path, fill: impl FnOnce(&mut File) -> io
 fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     let mut attempts = 0;
     loop {
-        fs::create_dir_all(dir)?;
+        // `create_dir_all` itself races with pruning: a directory it found existing may be gone
+        // by the time it checks that it is one (`AlreadyExists`), or a parent it made may be
+        // (`NotFound`). A file in the way fails the same way every time, so retrying is safe.
+        match fs::create_dir_all(dir) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists) && attempts < 8 => {
+                attempts += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
         match tempfile::Builder::new().prefix(TMP_PREFIX).tempfile_in(dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
             result => return result,
