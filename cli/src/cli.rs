@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -135,12 +136,58 @@ pub enum Command {
         /// Path: a file, a directory or a mount.
         path: String,
     },
+    /// Mount the cluster's files at a directory (FUSE): every mount is a top-level directory,
+    /// or one mount is the root with `--mount NAME`. Runs in the foreground until Ctrl-C,
+    /// SIGTERM or `hoard umount`.
+    Mount(MountArgs),
+    /// Unmount a `hoard mount` (the foreground process then exits).
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Detach it even while files are open (they fail once the mount process exits).
+        #[arg(short, long)]
+        lazy: bool,
+    },
     /// Cluster commands.
     Cluster {
         /// What to do.
         #[command(subcommand)]
         command: ClusterCommand,
     },
+}
+
+/// `hoard mount ...`.
+#[derive(Debug, clap::Args)]
+pub struct MountArgs {
+    /// Where to mount: an existing, empty directory.
+    pub mountpoint: PathBuf,
+    /// Show only this mount, at the root of the mount point.
+    #[arg(long = "mount", value_name = "NAME")]
+    pub mount: Option<String>,
+    /// Refuse every change (EROFS).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users use the mount (the kernel checks the permission bits).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Go to the background once mounted.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Log file of the background process (default: $HOARD_HOME/mount.log).
+    #[arg(long, requires = "daemon")]
+    pub log_file: Option<PathBuf>,
+    /// How long the kernel trusts names (lookups) before asking again.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub entry_ttl: Duration,
+    /// How long the kernel trusts sizes and times before asking again.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub attr_ttl: Duration,
+    /// Bypass the kernel's page cache: every read goes to hoard (direct I/O).
+    #[arg(long)]
+    pub no_page_cache: bool,
+    /// FUSE session threads.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
 }
 
 /// `hoard cluster ...`.
@@ -153,7 +200,7 @@ pub enum ClusterCommand {
 /// Log to stderr with the filter from `--log`/`HOARD_LOG`, else a default per command.
 pub fn init_logging(args: &Args) {
     let default = match args.command {
-        Command::Up { .. } | Command::Worker { .. } => "info",
+        Command::Up { .. } | Command::Worker { .. } | Command::Mount(_) => "info",
         _ => "warn",
     };
     let filter = args.log.clone().unwrap_or_else(|| default.to_owned());

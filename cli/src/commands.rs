@@ -2,6 +2,7 @@
 
 mod fs;
 mod load;
+mod mount;
 mod status;
 mod up;
 mod worker;
@@ -52,6 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Command::Rm { path, recursive } => write::rm(cluster, &path, recursive).await,
             Command::Mkdir { path } => write::mkdir(cluster, &path).await,
             Command::Sync { path } => write::sync(cluster, &path).await,
+            Command::Mount(args) => mount::run(cluster, args).await,
+            Command::Umount { mountpoint, lazy } => mount::umount(&mountpoint, lazy),
             Command::Cluster {
                 command: ClusterCommand::Status,
             } => status::run(cluster).await,

@@ -154,7 +154,14 @@ impl WorkerService {
         match self.meter.call("list", ufs.list(&ufs_req)).await {
             Ok(page) => {
                 let next_continuation = page.next_continuation.clone();
-                let entries = page.into_items().into_iter().map(list_entry).collect();
+                // Directory markers (`dir/`) show as the prefixes they make, never as files, as
+                // in merged listings.
+                let entries = page
+                    .into_items()
+                    .into_iter()
+                    .filter(|item| !matches!(item, ListItem::Object(o) if o.path.ends_with('/')))
+                    .map(list_entry)
+                    .collect();
                 let reply = ListReply {
                     entries,
                     next_continuation,

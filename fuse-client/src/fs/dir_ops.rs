@@ -1,0 +1,129 @@
+//! opendir, readdir and readdirplus, from hoard's paged listings.
+//!
+//! `readdirplus` gives the kernel each entry's attributes with its name (sizes and times come
+//! with the listing), so `ls -l` or `find -size` over a large directory makes no lookup per
+//! entry.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fuser::{Errno, FileType, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
+use hoard_client::path::HoardPath;
+
+use super::Inner;
+use crate::attr::{dir_attr, file_attr};
+use crate::dir::{DirEntry, DirHandle, PAGE_ENTRIES, child_of};
+use crate::errno::{Op, errno};
+use crate::inode::{Kind, ROOT_INO, child_path};
+
+impl Inner {
+    pub(super) fn opendir(&self, ino: u64) -> Result<u64, Errno> {
+        let node = self.dir_node(ino)?;
+        let parent = match node.path.rsplit_once('/') {
+            Some((p, _)) if ino != ROOT_INO => self.inodes.lock().find(p).map_or(ROOT_INO, |(i, _)| i),
+            _ => ROOT_INO,
+        };
+        let mut handle = DirHandle::new(node.path.clone(), ino, parent);
+        if node.path.is_empty() {
+            // The root of all mounts lists the cluster's mounts, from the config.
+            for m in self.client.mounts() {
+                let ino = self.inodes.lock().upsert(&child_path("", &m.name), Kind::Dir);
+                handle.push(DirEntry {
+                    name: m.name.clone(),
+                    ino,
+                    kind: Kind::Dir,
+                    size: 0,
+                    mtime_ms: 0,
+                });
+            }
+            handle.done = true;
+        }
+        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().insert(fh, Arc::new(tokio::sync::Mutex::new(handle)));
+        Ok(fh)
+    }
+
+    pub(super) async fn readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
+        let result = self
+            .each_entry(fh, offset, |i, e| {
+                let kind = match e.kind {
+                    Kind::Dir => FileType::Directory,
+                    Kind::File => FileType::RegularFile,
+                };
+                reply.add(INodeNo(e.ino), i + 1, kind, &e.name)
+            })
+            .await;
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    pub(super) async fn readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let ttl = self.config.entry_ttl;
+        let result = self
+            .each_entry(fh, offset, |i, e| {
+                let attr = match e.kind {
+                    Kind::Dir => dir_attr(e.ino, self.started, &self.config),
+                    Kind::File => file_attr(e.ino, e.size, e.mtime_ms, self.started, &self.config),
+                };
+                reply.add(INodeNo(e.ino), i + 1, &e.name, &ttl, &attr, fuser::Generation(0))
+            })
+            .await;
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Hand the entries of directory handle `fh` from index `offset` on to `add` (which answers
+    /// whether the reply is full), fetching listing pages as needed.
+    async fn each_entry(&self, fh: u64, offset: u64, mut add: impl FnMut(u64, &DirEntry) -> bool) -> Result<(), Errno> {
+        let handle = self.dirs.lock().get(&fh).cloned().ok_or(Errno::EBADF)?;
+        let mut d = handle.lock().await;
+        let mut i = usize::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        loop {
+            while let Some(entry) = d.entries.get(i) {
+                if add(i as u64, entry) {
+                    return Ok(());
+                }
+                i += 1;
+            }
+            if d.done {
+                return Ok(());
+            }
+            self.fetch_page(&mut d).await?;
+        }
+    }
+
+    /// The next listing page of an open directory.
+    async fn fetch_page(&self, d: &mut DirHandle) -> Result<(), Errno> {
+        let prefix = HoardPath::parse(&d.path)
+            .map_err(|e| errno(&e, Op::Other))?
+            .dir_prefix();
+        let page = self
+            .client
+            .list_page(&d.path, false, d.continuation.take(), PAGE_ENTRIES)
+            .await
+            .map_err(|e| errno(&e, Op::Other))?;
+        for entry in &page.entries {
+            let Some((name, kind, size, mtime_ms)) = child_of(&prefix, entry) else {
+                continue;
+            };
+            if d.contains(&name) {
+                continue;
+            }
+            let ino = self.inodes.lock().upsert(&child_path(&d.path, &name), kind);
+            d.push(DirEntry {
+                name,
+                ino,
+                kind,
+                size,
+                mtime_ms,
+            });
+        }
+        d.done = page.next_continuation.is_none();
+        d.continuation = page.next_continuation;
+        Ok(())
+    }
+}

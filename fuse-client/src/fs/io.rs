@@ -1,0 +1,212 @@
+//! open, create, read, write, flush, fsync and release.
+//!
+//! Durability follows the mount's write mode (docs/semantics.md), with these points:
+//! - `close(2)` (FUSE `flush`) in the process that opened the file publishes it: the hoard
+//!   writer is closed, and every client sees the file when `close` returns (an error from the
+//!   commit is `close`'s error). A `close` in another process (a child holding an inherited
+//!   descriptor) only makes the bytes durable.
+//! - `fsync` makes the bytes written so far durable (`Writer::flush`) without ending the writer.
+//! - `release` (the kernel dropping the last reference) publishes whatever is still unpublished.
+
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use fuser::{Errno, FileAttr, FopenFlags};
+
+use super::Inner;
+use crate::attr::file_attr;
+use crate::errno::{Op, errno};
+use crate::handles::{FileHandle, WriteHandle};
+use crate::inode::{Kind, child_path};
+
+impl Inner {
+    pub(super) async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<(u64, FopenFlags), Errno> {
+        let node = self.node(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let pid = tgid(pid);
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            let file = self.client.open(&node.path).await.map_err(|e| errno(&e, Op::Other))?;
+            let keep = self.keep_cache(ino, &file.meta().version);
+            let handle = FileHandle::new(ino, node.path, pid, None);
+            handle.reader.set(file).expect("a new handle has no reader yet");
+            return Ok((self.handles.insert(handle), self.open_flags(keep)));
+        }
+        self.writable()?;
+        let truncate = flags & libc::O_TRUNC != 0;
+        let append = flags & libc::O_APPEND != 0;
+        let size = if truncate {
+            0
+        } else {
+            self.current_size(ino, &node.path).await?
+        };
+        self.cached_versions.lock().remove(&ino);
+        let writer = WriteHandle::new(size, truncate, append, false);
+        let fh = self.handles.insert(FileHandle::new(ino, node.path, pid, Some(writer)));
+        Ok((fh, self.open_flags(false)))
+    }
+
+    pub(super) async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        flags: i32,
+        pid: u32,
+    ) -> Result<(FileAttr, u64, FopenFlags), Errno> {
+        self.writable()?;
+        let parent = self.dir_node(parent)?;
+        if parent.path.is_empty() {
+            // The root of all mounts holds only the mounts.
+            return Err(Errno::EPERM);
+        }
+        let path = child_path(&parent.path, name);
+        let exclusive = flags & libc::O_EXCL != 0;
+        if exclusive {
+            match self.resolve(&path).await {
+                Ok(_) => return Err(Errno::EEXIST),
+                Err(e) if e == Errno::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let ino = self.inodes.lock().upsert(&path, Kind::File);
+        self.cached_versions.lock().remove(&ino);
+        let writer = WriteHandle::new(0, true, flags & libc::O_APPEND != 0, exclusive);
+        let fh = self.handles.insert(FileHandle::new(ino, path, tgid(pid), Some(writer)));
+        let attr = file_attr(ino, 0, 0, SystemTime::now(), &self.config);
+        Ok((attr, fh, self.open_flags(false)))
+    }
+
+    pub(super) async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<Bytes, Errno> {
+        let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        if let Some(w) = &handle.writer {
+            let w = w.lock().await;
+            if w.has_unpublished_bytes() {
+                tracing::debug!(path = handle.path, "refusing to read bytes not yet published");
+                return Err(Errno::ENOTSUP);
+            }
+            if w.truncated() {
+                return Ok(Bytes::new());
+            }
+        }
+        let file = handle
+            .reader
+            .get_or_try_init(|| self.client.open(&handle.path))
+            .await
+            .map_err(|e| errno(&e, Op::Other))?;
+        file.read(offset, u64::from(len))
+            .await
+            .map_err(|e| errno(&e, Op::Other))
+    }
+
+    pub(super) async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        let mut w = handle.writer.as_ref().ok_or(Errno::EBADF)?.lock().await;
+        let size = w.write(&self.client, &handle.path, offset, data).await?;
+        handle.size.store(size, Ordering::Release);
+        Ok(())
+    }
+
+    pub(super) async fn flush(&self, fh: u64, pid: u32) -> Result<(), Errno> {
+        let Some(handle) = self.handles.get(fh) else {
+            return Ok(());
+        };
+        let Some(w) = &handle.writer else {
+            return Ok(());
+        };
+        let mut w = w.lock().await;
+        let result = if handle.open_pid == tgid(pid) {
+            w.commit(&self.client, &handle.path).await
+        } else {
+            w.sync(&self.client, &handle.path).await
+        };
+        handle.size.store(w.size, Ordering::Release);
+        result
+    }
+
+    pub(super) async fn fsync(&self, fh: u64) -> Result<(), Errno> {
+        let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        match &handle.writer {
+            Some(w) => w.lock().await.sync(&self.client, &handle.path).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The last reference is gone: publish what is still unpublished. The kernel does not wait
+    /// for this answer, so a failure can only be logged.
+    pub(super) async fn release(&self, fh: u64) {
+        let Some(handle) = self.handles.get(fh) else {
+            return;
+        };
+        if let Some(w) = &handle.writer {
+            let mut w = w.lock().await;
+            if w.needs_commit()
+                && let Err(e) = w.commit(&self.client, &handle.path).await
+            {
+                tracing::warn!(path = handle.path, "failed to publish the file at its release: {e:?}");
+            }
+            w.abandon();
+        }
+        self.handles.remove(fh);
+    }
+
+    /// The size of a file about to be written: what this mount's writers see, else hoard's.
+    async fn current_size(&self, ino: u64, path: &str) -> Result<u64, Errno> {
+        if let Some(size) = self.handles.writing_size(ino) {
+            return Ok(size);
+        }
+        let meta = self.client.stat(path).await.map_err(|e| errno(&e, Op::Other))?;
+        Ok(meta.size)
+    }
+
+    /// Whether the kernel may keep the pages it caches for `ino`: only when the version opened
+    /// now is the one they came from. Records `version` as the cached one.
+    fn keep_cache(&self, ino: u64, version: &str) -> bool {
+        if !self.config.page_cache {
+            return false;
+        }
+        let mut cached = self.cached_versions.lock();
+        let keep = cached.get(&ino).is_some_and(|v| v == version);
+        if !keep {
+            cached.insert(ino, version.to_owned());
+        }
+        keep
+    }
+
+    fn open_flags(&self, keep_cache: bool) -> FopenFlags {
+        if !self.config.page_cache {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else if keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        }
+    }
+}
+
+/// The process (thread group) of thread `pid`: FUSE requests carry the calling thread's id.
+/// `pid` itself when /proc does not say.
+fn tgid(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_belongs_to_its_process() {
+        let me = std::process::id();
+        assert_eq!(tgid(me), me);
+        assert_eq!(tgid(u32::MAX), u32::MAX, "an unknown thread is its own process");
+    }
+}

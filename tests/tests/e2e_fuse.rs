@@ -1,0 +1,404 @@
+//! End to end: `hoard mount` (a real FUSE mount, the `hoard` binary) over real worker processes
+//! and local-directory mounts, driven by ordinary shell tools. Every test checks what reached
+//! the under-store directory, byte for byte.
+//!
+//! The tests need `/dev/fuse` and the right to mount (root, or `fusermount3`). Where either is
+//! missing they print why and pass without checking anything. A mount is always unmounted by a
+//! guard, so a failing test leaves none behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hoard_tests::cluster::{Cluster, Mount, hoard, hoard_bin, tail};
+use hoard_tests::pattern;
+
+const MIB: usize = 1 << 20;
+
+/// `ESTALE` on Linux: what a write to a file unlinked while open fails with.
+const ESTALE: i32 = 116;
+
+/// A running `hoard mount`, unmounted (and its process ended) when dropped.
+struct MountGuard {
+    child: Option<Child>,
+    /// The mount point.
+    path: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl MountGuard {
+    /// `hoard mount` of `cluster` with `args` at a new directory; `None` (after printing why)
+    /// when this machine cannot mount FUSE file systems.
+    fn start(cluster: &Cluster, args: &[&str]) -> Option<MountGuard> {
+        if !Path::new("/dev/fuse").exists() {
+            eprintln!("skipping: /dev/fuse is missing (no FUSE in this kernel or container)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).expect("mount point");
+        let log = dir.path().join("mount.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(hoard_bin())
+            .arg("--cluster")
+            .arg(&cluster.config_path)
+            .args(["--log", "info,hoard_fuse=debug"])
+            .arg("mount")
+            .arg(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .expect("run hoard mount");
+        let mut guard = MountGuard {
+            child: Some(child),
+            path,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !hoard_fuse::is_mounted(&guard.path) {
+            if let Some(status) = guard.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                eprintln!(
+                    "skipping: `hoard mount` could not mount ({status}): {}",
+                    tail(&guard.log)
+                );
+                guard.child = None;
+                return None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not mounted after 30 s: {}",
+                tail(&guard.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(guard)
+    }
+
+    /// A path inside the mount.
+    fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Whether the `hoard mount` process has exited, waiting up to `limit`.
+    fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // SIGTERM: the process unmounts (lazily if a file is still open) and exits.
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        if self.exited_within(Duration::from_secs(10)).is_none()
+            && let Some(mut child) = self.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if hoard_fuse::is_mounted(&self.path) {
+            let _ = hoard_fuse::unmount_lazy(&self.path);
+        }
+    }
+}
+
+/// `bash -c script` in `dir`; (success, stdout, stderr).
+fn sh(dir: &Path, script: &str) -> (bool, String, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `sh`, asserting success.
+fn ok(dir: &Path, script: &str) -> String {
+    let (success, out, err) = sh(dir, script);
+    assert!(success, "`{script}` failed: {out}{err}");
+    out
+}
+
+/// A small tree of files (nested directories, an empty file, a 3 MiB file) at `root`; the
+/// relative paths of its files, sorted.
+fn make_tree(root: &Path) -> Vec<String> {
+    let files: [(&str, usize); 6] = [
+        ("a.txt", 6),
+        ("empty", 0),
+        ("dir/b.bin", 70_000),
+        ("dir/sub/c.bin", 3 * MIB + 17),
+        ("dir/sub/d.txt", 12),
+        ("other/e.bin", 4096),
+    ];
+    for (i, (rel, len)) in files.iter().enumerate() {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, pattern(i as u64 + 100, *len)).expect("write");
+    }
+    let mut names: Vec<String> = files.iter().map(|(rel, _)| (*rel).to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// A local directory to mount, its `file://` URI.
+fn local_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file://{}", dir.path().display());
+    (dir, uri)
+}
+
+#[test]
+fn shell_tools_read_and_write_a_back_mount() {
+    let (ufs, uri) = local_dir();
+    let names = make_tree(ufs.path());
+    let cluster =
+        Cluster::start_with(1, &[Mount::new("back", &uri).write_mode("back")], None, "", None).expect("start worker");
+    let Some(mnt) = MountGuard::start(&cluster, &[]) else {
+        return;
+    };
+    let root = mnt.join("back");
+
+    // The root lists the mounts, and holds nothing else; ls -R, find and cat see the
+    // under-store's files.
+    assert_eq!(ok(&mnt.path, "ls"), "back\n");
+    let (created, _, err) = sh(&mnt.path, "touch at-the-root");
+    assert!(!created && err.contains("Operation not permitted"), "{err}");
+    let listing = ok(&root, "ls -R");
+    for name in ["a.txt", "b.bin", "c.bin", "d.txt", "e.bin", "empty", "sub", "other"] {
+        assert!(listing.contains(name), "ls -R misses {name}: {listing}");
+    }
+    let found = ok(&root, "find . -type f | sed 's|^./||' | sort");
+    assert_eq!(found.lines().collect::<Vec<_>>(), names);
+    let dirs = ok(&root, "find . -mindepth 1 -type d | sort");
+    assert_eq!(dirs, "./dir\n./dir/sub\n./other\n");
+    assert!(std::fs::read(root.join("dir/sub/c.bin")).expect("cat") == pattern(103, 3 * MIB + 17));
+    assert_eq!(ok(&root, "stat -c %s dir/sub/c.bin"), format!("{}\n", 3 * MIB + 17));
+    ok(&root, &format!("diff -r {} .", ufs.path().display()));
+
+    // cp -r a tree in, and read it back through the mount.
+    let src = tempfile::tempdir().expect("tempdir");
+    make_tree(src.path());
+    let scratch = tempfile::tempdir().expect("tempdir");
+    ok(
+        &root,
+        &format!(
+            "cp -r {} copy && diff -r {} copy",
+            src.path().display(),
+            src.path().display()
+        ),
+    );
+
+    // dd a 64 MiB file in, read it back through the mount and through the client.
+    let big = pattern(7, 64 * MIB);
+    let big_src = scratch.path().join("big.bin");
+    std::fs::write(&big_src, &big).expect("write");
+    ok(
+        &root,
+        &format!("dd if={} of=big.bin bs=1M status=none", big_src.display()),
+    );
+    ok(&root, &format!("cmp big.bin {}", big_src.display()));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = cluster.client();
+    let read = runtime
+        .block_on(client.read_all("/back/big.bin"))
+        .expect("read through the client");
+    assert!(read[..] == big[..], "the client reads what dd wrote");
+
+    // Concurrent readers of one file each get every byte.
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| std::fs::read(root.join("big.bin")).expect("read big.bin")))
+            .collect();
+        for r in readers {
+            assert!(r.join().expect("reader")[..] == big[..]);
+        }
+    });
+
+    // A file unlinked while open for writing does not come back when it is closed; writes to it
+    // fail with ESTALE.
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(root.join("tmpfile")).expect("create");
+        f.write_all(b"before").expect("write");
+        std::fs::remove_file(root.join("tmpfile")).expect("unlink while open");
+        let e = f.write_all(b"after").expect_err("a write after the unlink");
+        assert_eq!(e.raw_os_error(), Some(ESTALE), "{e}");
+    }
+    assert!(!root.join("tmpfile").exists());
+
+    // mkdir, rmdir, and rmdir of a non-empty directory refused.
+    ok(
+        &root,
+        "mkdir newdir && test -d newdir && rmdir newdir && ! test -e newdir",
+    );
+    ok(&root, "mkdir full && echo x > full/f");
+    let (refused, _, err) = sh(&root, "rmdir full");
+    assert!(!refused && err.contains("Directory not empty"), "{err}");
+
+    // Appends: >> on an existing file, and a reopen.
+    ok(
+        &root,
+        "echo one > log.txt && echo two >> log.txt && printf three >> log.txt",
+    );
+    assert_eq!(ok(&root, "cat log.txt"), "one\ntwo\nthree");
+
+    // Writes into the middle of a file are refused, and change nothing.
+    let (refused, _, err) = sh(&root, "printf X | dd of=log.txt bs=1 seek=2 conv=notrunc status=none");
+    assert!(!refused && err.contains("not supported"), "{err}");
+    assert_eq!(ok(&root, "cat log.txt"), "one\ntwo\nthree");
+
+    // mv of a directory, rm of a file.
+    ok(&root, "mv copy moved && ! test -e copy");
+    ok(&root, &format!("diff -r {} moved", src.path().display()));
+    ok(&root, "rm moved/a.txt && ! test -e moved/a.txt");
+
+    // After a sync, the under-store directory holds the same bytes.
+    let (synced, _, err) = hoard(&cluster.config_path, &["sync", "/back"]);
+    assert!(synced, "{err}");
+    let under = ufs.path();
+    assert!(std::fs::read(under.join("big.bin")).expect("persisted") == big);
+    assert_eq!(
+        std::fs::read_to_string(under.join("log.txt")).expect("persisted"),
+        "one\ntwo\nthree"
+    );
+    assert!(!under.join("copy").exists() && !under.join("moved/a.txt").exists());
+    assert!(!under.join("tmpfile").exists());
+    std::fs::remove_file(src.path().join("a.txt")).expect("rm");
+    ok(
+        &root,
+        &format!("diff -r {} {}", src.path().display(), under.join("moved").display()),
+    );
+    cluster.assert_clean_logs();
+}
+
+#[test]
+fn a_through_mount_at_the_root_has_each_file_in_the_under_store_at_close() {
+    let (ufs, uri) = local_dir();
+    let cluster =
+        Cluster::start_with(1, &[Mount::new("thr", &uri).write_mode("through")], None, "", None).expect("start worker");
+    let Some(mnt) = MountGuard::start(&cluster, &["--mount", "thr"]) else {
+        return;
+    };
+    let root = &mnt.path;
+    let src = tempfile::tempdir().expect("tempdir");
+    let data = pattern(9, 5 * MIB + 3);
+    std::fs::write(src.path().join("f.bin"), &data).expect("write");
+
+    // No sync: `through` is in the under-store when close returns.
+    ok(root, &format!("cp {} f.bin", src.path().join("f.bin").display()));
+    assert!(std::fs::read(ufs.path().join("f.bin")).expect("in the under-store") == data);
+    ok(
+        root,
+        "mkdir -p a/b && echo hi > a/b/x.txt && echo more >> a/b/x.txt && touch a/b/keep",
+    );
+    assert_eq!(
+        std::fs::read_to_string(ufs.path().join("a/b/x.txt")).expect("in the under-store"),
+        "hi\nmore\n"
+    );
+    ok(root, "touch empty && test -f empty && test ! -s empty");
+    assert_eq!(
+        std::fs::metadata(ufs.path().join("empty"))
+            .expect("in the under-store")
+            .len(),
+        0
+    );
+    // O_TRUNC replaces; truncate to 0 empties; other sizes are refused.
+    ok(root, "echo short > f.bin");
+    assert_eq!(
+        std::fs::read_to_string(ufs.path().join("f.bin")).expect("replaced"),
+        "short\n"
+    );
+    ok(root, "truncate -s 0 f.bin && test ! -s f.bin");
+    let (refused, _, err) = sh(root, "truncate -s 10 a/b/x.txt");
+    assert!(!refused && err.contains("not supported"), "{err}");
+    // rename of a file onto another replaces it; unlink; a missing file.
+    ok(root, "mv a/b/x.txt empty && cat empty | grep -q more");
+    assert!(!ufs.path().join("a/b/x.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(ufs.path().join("empty")).expect("renamed"),
+        "hi\nmore\n"
+    );
+    ok(root, "rm empty && ! test -e empty");
+    assert!(!ufs.path().join("empty").exists());
+    let (missing, _, err) = sh(root, "cat nope");
+    assert!(!missing && err.contains("No such file"), "{err}");
+    // With --mount, the root is the mount: files live there.
+    assert_eq!(ok(root, "ls"), "a\nf.bin\n");
+    cluster.assert_clean_logs();
+}
+
+#[test]
+fn read_only_mounts_refuse_changes_and_umount_ends_the_process() {
+    let (ufs, uri) = local_dir();
+    make_tree(ufs.path());
+    let cluster = Cluster::start_with(1, &[Mount::new("ro", &uri)], None, "", None).expect("start worker");
+    let Some(mut mnt) = MountGuard::start(&cluster, &["--read-only", "--no-page-cache"]) else {
+        return;
+    };
+    let root = mnt.join("ro");
+    assert!(std::fs::read(root.join("dir/b.bin")).expect("read") == pattern(102, 70_000));
+    for script in [
+        "echo x > new",
+        "echo x >> a.txt",
+        "mkdir d",
+        "rm a.txt",
+        "mv a.txt b.txt",
+    ] {
+        let (changed, _, err) = sh(&root, script);
+        assert!(!changed && err.contains("Read-only file system"), "{script}: {err}");
+    }
+    let path = mnt.path.to_str().expect("UTF-8 temp path").to_owned();
+    let (unmounted, _, err) = hoard(&cluster.config_path, &["umount", &path]);
+    assert!(unmounted, "{err}");
+    let status = mnt
+        .exited_within(Duration::from_secs(10))
+        .expect("hoard mount exits after umount");
+    assert!(status.success(), "{status}: {}", tail(&mnt.log));
+    assert!(!hoard_fuse::is_mounted(&mnt.path));
+}
+
+#[test]
+fn reads_through_the_mount_survive_dead_workers() {
+    let (ufs, uri) = local_dir();
+    let data = pattern(11, 20 * MIB + 5);
+    std::fs::write(ufs.path().join("f.bin"), &data).expect("write");
+    let mut cluster = Cluster::start_with(2, &[Mount::new("m", &uri)], None, "", None).expect("start workers");
+    let Some(mnt) = MountGuard::start(&cluster, &["--mount", "m", "--no-page-cache"]) else {
+        return;
+    };
+    let file = mnt.join("f.bin");
+    assert!(std::fs::read(&file).expect("warm read") == data);
+    // One worker down, then both: the client fails over to the other worker, then reads the
+    // directory itself. The application sees the same bytes every time.
+    for i in 0..2 {
+        cluster.kill_worker(i);
+        assert!(
+            std::fs::read(&file).expect("read with a worker down") == data,
+            "after killing w{i}"
+        );
+    }
+    assert_eq!(
+        ok(&mnt.path, "ls"),
+        "f.bin\n",
+        "listings fall back to the directory too"
+    );
+}
