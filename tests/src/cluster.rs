@@ -118,6 +118,27 @@ impl Cluster {
         extra: &str,
         journal_root: Option<&Path>,
     ) -> anyhow::Result<Cluster> {
+        // The ports come from `free_addr`, which releases them: a test running beside this one
+        // may take one before a worker binds it. Start over with new ports when that happens.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Cluster::start_once(n, mounts, s3.clone(), extra, journal_root) {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("a worker port was taken meanwhile, starting the cluster again: {e:#}");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(
+        n: usize,
+        mounts: &[Mount],
+        s3: Option<String>,
+        extra: &str,
+        journal_root: Option<&Path>,
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let journal_root = journal_root.unwrap_or(dir.path()).to_owned();
         let mut text = format!("token = \"test-token-{}\"\n{extra}\n", std::process::id());
