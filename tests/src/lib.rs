@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cluster;
+pub mod fuse;
 pub mod garage;
 
 /// Deterministic pseudo-random bytes (xorshift64*), different for every seed: object contents
