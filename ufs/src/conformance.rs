@@ -12,7 +12,9 @@ use std::error::Error;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{CompletedPart, ListPage, ListRequest, MIN_PART_SIZE, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{
+    CompletedPart, ListPage, ListRequest, MIN_PART_SIZE, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore,
+};
 
 /// [`MIN_PART_SIZE`] as a buffer length.
 const MIN_PART_BYTES: usize = MIN_PART_SIZE as usize;
@@ -35,6 +37,7 @@ pub async fn run_all(store: &dyn UnderStore) {
     multipart_rejects_bad_parts(store).await;
     multipart_with_copied_parts(store).await;
     copy(store).await;
+    user_metadata(store).await;
     delete(store).await;
     directory_markers(store).await;
 }
@@ -579,6 +582,89 @@ pub async fn copy(store: &dyn UnderStore) {
         store.copy(&format!("{root}missing"), &format!("{root}x")).await,
     );
     cleanup(store, &[src, dst]).await;
+}
+
+/// User metadata: kept by put, multipart and copy, replaced by a copy with new metadata (onto
+/// the object itself too), returned by stat, absent from listings; bad keys are refused.
+pub async fn user_metadata(store: &dyn UnderStore) {
+    let root = scratch("metadata");
+    let md = |pairs: &[(&str, &str)]| -> Metadata {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let (a, b, c) = (format!("{root}a"), format!("{root}b"), format!("{root}c"));
+    let first = md(&[("mode", "33188"), ("uid", "1000"), ("mtime", "1700000000.5")]);
+    let data = pattern(11, 3000);
+    let put_meta = ok("put_with", store.put_with(&a, data.clone(), &first).await);
+    assert_eq!(
+        put_meta.metadata.as_ref(),
+        Some(&first),
+        "put_with returns the metadata it stored"
+    );
+    assert_eq!(
+        ok("stat", store.stat(&a).await).metadata,
+        Some(first.clone()),
+        "stat after put_with"
+    );
+    let plain = format!("{root}plain");
+    put(store, &plain, &data).await;
+    assert_eq!(
+        ok("stat", store.stat(&plain).await).metadata,
+        Some(Metadata::new()),
+        "a plain put has none"
+    );
+
+    ok("copy", store.copy(&a, &b).await);
+    assert_eq!(
+        ok("stat copy", store.stat(&b).await).metadata,
+        Some(first.clone()),
+        "a copy keeps the metadata"
+    );
+    let second = md(&[("mode", "41471")]);
+    ok("copy_with", store.copy_with(&a, &c, Some(&second)).await);
+    assert_eq!(
+        ok("stat", store.stat(&c).await).metadata,
+        Some(second.clone()),
+        "copy_with replaces it"
+    );
+    ok("copy onto itself", store.copy_with(&a, &a, Some(&second)).await);
+    let after = ok("stat", store.stat(&a).await);
+    assert_eq!(after.metadata, Some(second.clone()), "new metadata in place");
+    assert!(
+        read(store, &a, 0..u64::MAX, Some(&after.version)).await == data,
+        "bytes kept in place"
+    );
+
+    let big = format!("{root}multi");
+    let upload = ok("create_multipart_with", store.create_multipart_with(&big, &first).await);
+    let part = ok("upload_part", store.upload_part(&big, &upload, 1, data.clone()).await);
+    ok("complete", store.complete_multipart(&big, &upload, vec![part]).await);
+    assert_eq!(
+        ok("stat", store.stat(&big).await).metadata,
+        Some(first.clone()),
+        "multipart keeps it"
+    );
+
+    let page = list_all(
+        store,
+        &ListRequest {
+            prefix: root.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        page.objects.iter().all(|o| o.metadata.is_none()),
+        "listings carry no metadata"
+    );
+    let bad = md(&[("Bad Key", "1")]);
+    assert!(
+        matches!(
+            store.put_with(&format!("{root}bad"), data.clone(), &bad).await,
+            Err(UfsError::Invalid { .. })
+        ),
+        "a bad metadata key is refused"
+    );
+    cleanup(store, &[a, b, c, plain, big]).await;
 }
 
 /// A deleted object is gone from stat, reads and listings; deleting it again succeeds.

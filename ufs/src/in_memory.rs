@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
-use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{
+    CompletedPart, ListPage, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore, validate_metadata,
+};
 
 /// An under-store held in memory. Cheap to create; all data is lost when it is dropped.
 #[derive(Debug, Default)]
@@ -35,11 +37,13 @@ struct Object {
     data: Bytes,
     version: String,
     mtime: SystemTime,
+    metadata: Metadata,
 }
 
 #[derive(Debug)]
 struct PendingUpload {
     key: String,
+    metadata: Metadata,
     /// Part number → (tag, bytes).
     parts: BTreeMap<u32, (String, Bytes)>,
 }
@@ -50,11 +54,12 @@ impl State {
         self.counter
     }
 
-    fn insert(&mut self, path: &str, data: Bytes) -> ObjectMeta {
+    fn insert(&mut self, path: &str, data: Bytes, metadata: Metadata) -> ObjectMeta {
         let object = Object {
             data,
             version: format!("v{}", self.next()),
             mtime: SystemTime::now(),
+            metadata,
         };
         let meta = meta_of(path, &object);
         self.objects.insert(path.to_owned(), object);
@@ -77,6 +82,7 @@ fn meta_of(path: &str, object: &Object) -> ObjectMeta {
         size: object.data.len() as u64,
         version: object.version.clone(),
         mtime: Some(object.mtime),
+        metadata: Some(object.metadata.clone()),
     }
 }
 
@@ -160,7 +166,15 @@ impl UnderStore for InMemoryStore {
         let keys = state.objects.range::<String, _>(start..).map(|(k, _)| k.as_str());
         let keys = keys.take_while(|k| k.starts_with(&req.prefix)).map(Ok::<_, Infallible>);
         let page = crate::local::paginate(keys, req).unwrap_or_else(|never| match never {});
-        let objects = page.objects.iter().map(|k| meta_of(k, &state.objects[k])).collect();
+        // Like S3, listings carry no user metadata.
+        let objects = page
+            .objects
+            .iter()
+            .map(|k| ObjectMeta {
+                metadata: None,
+                ..meta_of(k, &state.objects[k])
+            })
+            .collect();
         Ok(ListPage {
             objects,
             common_prefixes: page.common_prefixes,
@@ -168,19 +182,22 @@ impl UnderStore for InMemoryStore {
         })
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
+    async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
         check_key(path)?;
-        Ok(self.state.lock().insert(path, data))
+        validate_metadata(path, metadata)?;
+        Ok(self.state.lock().insert(path, data, metadata.clone()))
     }
 
-    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+    async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
         check_key(path)?;
+        validate_metadata(path, metadata)?;
         let mut state = self.state.lock();
         let id = format!("upload-{}", state.next());
         state.uploads.insert(
             id.clone(),
             PendingUpload {
                 key: path.to_owned(),
+                metadata: metadata.clone(),
                 parts: BTreeMap::new(),
             },
         );
@@ -252,8 +269,9 @@ impl UnderStore for InMemoryStore {
                 }
             }
         }
+        let metadata = std::mem::take(&mut upload.metadata);
         state.uploads.remove(upload_id);
-        Ok(state.insert(path, data.freeze()))
+        Ok(state.insert(path, data.freeze(), metadata))
     }
 
     async fn abort_multipart(&self, path: &str, upload_id: &str) -> UfsResult<()> {
@@ -269,10 +287,17 @@ impl UnderStore for InMemoryStore {
         Ok(())
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
-        let data = self.object(src)?.data;
+    async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
+        let source = self.object(src)?;
         check_key(dst)?;
-        Ok(self.state.lock().insert(dst, data))
+        let metadata = match metadata {
+            Some(m) => {
+                validate_metadata(dst, m)?;
+                m.clone()
+            }
+            None => source.metadata,
+        };
+        Ok(self.state.lock().insert(dst, source.data, metadata))
     }
 }
 

@@ -33,6 +33,7 @@
 
 mod error;
 mod local;
+mod metadata;
 mod parts;
 mod s3;
 mod uri;
@@ -54,6 +55,7 @@ pub use error::{UfsError, UfsResult};
 #[cfg(any(test, feature = "testing"))]
 pub use in_memory::InMemoryStore;
 pub use local::LocalUnderStore;
+pub use metadata::{MAX_METADATA_BYTES, Metadata, validate_metadata};
 pub use parts::MIN_PART_SIZE;
 pub use s3::{S3Config, S3UnderStore};
 #[cfg(any(test, feature = "testing"))]
@@ -71,6 +73,9 @@ pub struct ObjectMeta {
     pub version: String,
     /// Last modification time, when the store reports one.
     pub mtime: Option<SystemTime>,
+    /// The object's user metadata: `Some` from [`UnderStore::stat`] and from writes, `None` in
+    /// listings (S3 lists no metadata).
+    pub metadata: Option<Metadata>,
 }
 
 /// One page of a listing.
@@ -183,11 +188,28 @@ pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// One page of the objects under a prefix.
     async fn list(&self, req: &ListRequest) -> UfsResult<ListPage>;
 
-    /// Create or replace an object with `data`; returns its new metadata.
-    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta>;
+    /// Create or replace an object with `data` and no user metadata; returns its new metadata.
+    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
+        self.put_with(path, data, &Metadata::new()).await
+    }
 
-    /// Start a multipart upload to `path`; returns the upload id.
-    async fn create_multipart(&self, path: &str) -> UfsResult<String>;
+    /// Create or replace an object with `data` and user `metadata`; returns its new metadata.
+    ///
+    /// # Errors
+    /// [`UfsError::Invalid`] for metadata [`validate_metadata`] refuses; [`UfsError::Io`] (of kind
+    /// `Unsupported`) when the store cannot keep metadata (a local directory on a file system
+    /// without user extended attributes) and `metadata` is not empty.
+    async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta>;
+
+    /// Start a multipart upload to `path`, of an object without user metadata; returns the
+    /// upload id.
+    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+        self.create_multipart_with(path, &Metadata::new()).await
+    }
+
+    /// Start a multipart upload to `path` of an object that will carry user `metadata`; returns
+    /// the upload id. Errors as for [`UnderStore::put_with`].
+    async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String>;
 
     /// Upload part `part_number` (1-based) of an upload.
     async fn upload_part(&self, path: &str, upload_id: &str, part_number: u32, data: Bytes)
@@ -226,6 +248,15 @@ pub trait UnderStore: Send + Sync + std::fmt::Debug + 'static {
     /// Delete an object. Deleting a missing object succeeds (as S3 does).
     async fn delete(&self, path: &str) -> UfsResult<()>;
 
-    /// Server-side copy of `src` to `dst`; returns the new object's metadata.
-    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta>;
+    /// Server-side copy of `src` to `dst`, user metadata included; returns the new object's
+    /// metadata.
+    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
+        self.copy_with(src, dst, None).await
+    }
+
+    /// Server-side copy of `src` to `dst`, with the source's user metadata (`None`) or with
+    /// `metadata` instead. `src` may be `dst`: with new metadata, that changes the metadata of an
+    /// object in place (S3's `CopyObject` with the `REPLACE` directive). Errors as for
+    /// [`UnderStore::put_with`].
+    async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta>;
 }

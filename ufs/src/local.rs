@@ -32,7 +32,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{
+    CompletedPart, ListPage, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore, validate_metadata,
+};
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use listing::paginate;
 use listing::{MULTIPART_DIR, TMP_PREFIX};
@@ -141,13 +143,46 @@ fn check_version(key: &str, actual: &str, expected: Option<&str>) -> UfsResult<(
     }
 }
 
+/// What a listing knows of the file of `key`: no user metadata (as on S3).
 fn object_meta(key: &str, meta: &fs::Metadata) -> ObjectMeta {
     ObjectMeta {
         path: key.to_owned(),
         size: meta.len(),
         version: version_of(meta),
         mtime: meta.modified().ok(),
+        metadata: None,
     }
+}
+
+/// The extended attribute that holds an object's user metadata (see [`crate::metadata::encode`]).
+const METADATA_XATTR: &str = "user.hoard.metadata";
+
+/// The user metadata kept with `file`: none when the attribute is missing, or when the file
+/// system has no user extended attributes (nothing can have been stored then).
+fn read_metadata(key: &str, file: &Path) -> UfsResult<Metadata> {
+    match xattr::get(file, METADATA_XATTR) {
+        Ok(Some(bytes)) => Ok(crate::metadata::decode(&String::from_utf8_lossy(&bytes))),
+        Ok(None) => Ok(Metadata::new()),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Metadata::new()),
+        Err(e) => Err(UfsError::io(key, e)),
+    }
+}
+
+/// Stores `metadata` with the (temporary) file at `file` before it is renamed into place.
+fn write_metadata(file: &Path, metadata: &Metadata) -> io::Result<()> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    xattr::set(file, METADATA_XATTR, crate::metadata::encode(metadata).as_bytes()).map_err(|e| {
+        if e.kind() == io::ErrorKind::Unsupported {
+            io::Error::new(
+                e.kind(),
+                "this file system keeps no user extended attributes, where the local store keeps metadata",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Runs blocking file-system work off the async threads.
@@ -190,7 +225,10 @@ fn stat_blocking(key: &str, file: &Path) -> UfsResult<ObjectMeta> {
     if !meta.is_file() {
         return Err(UfsError::NotFound { path: key.to_owned() });
     }
-    Ok(object_meta(key, &meta))
+    Ok(ObjectMeta {
+        metadata: Some(read_metadata(key, file)?),
+        ..object_meta(key, &meta)
+    })
 }
 
 /// `range` clipped to an object of `size` bytes.
@@ -266,18 +304,27 @@ fn read_fully_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> 
 /// is made later than that file's (file timestamps advance in coarse ticks, so two writes in a row
 /// often share one). Two writers racing on one key with same-size data within one tick can still
 /// give two contents one tag.
-fn write_atomically(key: &str, target: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> UfsResult<ObjectMeta> {
+fn write_atomically(
+    key: &str,
+    target: &Path,
+    metadata: &Metadata,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> UfsResult<ObjectMeta> {
     let dir = target
         .parent()
         .expect("a validated key always has a parent directory (the root)");
     let mut tmp = temp_file_in(dir).map_err(|e| write_error(key, e))?;
     fill(tmp.as_file_mut()).map_err(|e| UfsError::io(key, e))?;
+    write_metadata(tmp.path(), metadata).map_err(|e| UfsError::io(key, e))?;
     tmp.as_file().sync_all().map_err(|e| UfsError::io(key, e))?;
     ensure_new_version(tmp.as_file(), target).map_err(|e| UfsError::io(key, e))?;
     let file = tmp.persist(target).map_err(|e| write_error(key, e.error))?;
     sync_dir(dir);
     let meta = file.metadata().map_err(|e| UfsError::io(key, e))?;
-    Ok(object_meta(key, &meta))
+    Ok(ObjectMeta {
+        metadata: Some(metadata.clone()),
+        ..object_meta(key, &meta)
+    })
 }
 
 /// A hidden temporary file in `dir`, creating the directory. A concurrent delete may prune the
@@ -328,15 +375,37 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Creates or replaces object (or marker) `key` at `file` with `data`.
-fn put_blocking(key: &str, file: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
+/// Creates or replaces object (or marker) `key` at `file` with `data` and `metadata`.
+fn put_blocking(key: &str, file: &Path, data: &[u8], metadata: &Metadata) -> UfsResult<ObjectMeta> {
+    validate_metadata(key, metadata)?;
     if marker::is_marker(key) {
+        refuse_marker_metadata(key, metadata)?;
         return marker::put(key, file, data);
     }
-    write_atomically(key, file, |f| f.write_all(data))
+    write_atomically(key, file, metadata, |f| f.write_all(data))
 }
 
-fn copy_blocking(src_key: &str, src: &Path, dst_key: &str, dst: &Path) -> UfsResult<ObjectMeta> {
+/// A marker is a directory here, which keeps no metadata.
+fn refuse_marker_metadata(key: &str, metadata: &Metadata) -> UfsResult<()> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    Err(UfsError::invalid(
+        key,
+        "a directory marker keeps no metadata in a local store",
+    ))
+}
+
+fn copy_blocking(
+    src_key: &str,
+    src: &Path,
+    dst_key: &str,
+    dst: &Path,
+    metadata: Option<&Metadata>,
+) -> UfsResult<ObjectMeta> {
+    if let Some(m) = metadata {
+        validate_metadata(dst_key, m)?;
+    }
     if marker::is_marker(src_key) || marker::is_marker(dst_key) {
         // A marker holds no data: the copy is empty, and only an empty object becomes a marker.
         if stat_blocking(src_key, src)?.size != 0 {
@@ -345,7 +414,7 @@ fn copy_blocking(src_key: &str, src: &Path, dst_key: &str, dst: &Path) -> UfsRes
                 "a directory marker cannot hold a copy of a non-empty object",
             ));
         }
-        return put_blocking(dst_key, dst, &[]);
+        return put_blocking(dst_key, dst, &[], metadata.unwrap_or(&Metadata::new()));
     }
     let mut from = File::open(src).map_err(|e| UfsError::io(src_key, e))?;
     if !from.metadata().map_err(|e| UfsError::io(src_key, e))?.is_file() {
@@ -353,7 +422,11 @@ fn copy_blocking(src_key: &str, src: &Path, dst_key: &str, dst: &Path) -> UfsRes
             path: src_key.to_owned(),
         });
     }
-    write_atomically(dst_key, dst, |to| io::copy(&mut from, to).map(drop))
+    let metadata = match metadata {
+        Some(m) => m.clone(),
+        None => read_metadata(src_key, src)?,
+    };
+    write_atomically(dst_key, dst, &metadata, |to| io::copy(&mut from, to).map(drop))
 }
 
 /// Removes the file (or marker) of `key`, then the directories this left empty, up to the root.
@@ -390,7 +463,8 @@ fn list_blocking(root: &Path, req: &ListRequest) -> UfsResult<ListPage> {
     let mut objects = Vec::with_capacity(page.objects.len());
     for key in page.objects {
         match stat_blocking(&key, &path_of(root, &key)) {
-            Ok(meta) => objects.push(meta),
+            // Listings carry no user metadata, as on S3.
+            Ok(meta) => objects.push(ObjectMeta { metadata: None, ..meta }),
             Err(UfsError::NotFound { .. }) => {} // Deleted since the walk.
             Err(e) => return Err(e),
         }
@@ -420,19 +494,20 @@ impl UnderStore for LocalUnderStore {
         blocking(move || list_blocking(&root, &req)).await
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
-        let (key, file) = (path.to_owned(), self.file_of(path)?);
-        blocking(move || put_blocking(&key, &file, &data)).await
+    async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
+        let (key, file, metadata) = (path.to_owned(), self.file_of(path)?, metadata.clone());
+        blocking(move || put_blocking(&key, &file, &data, &metadata)).await
     }
 
-    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+    async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
         validate_key(path)?;
+        validate_metadata(path, metadata)?;
         if marker::is_marker(path) {
             let reason = "a key ending in `/` is a directory marker, which holds no data in a local store";
             return Err(UfsError::invalid(path, reason));
         }
-        let (root, key) = (self.root.clone(), path.to_owned());
-        blocking(move || multipart::create(&root, &key)).await
+        let (root, key, metadata) = (self.root.clone(), path.to_owned(), metadata.clone());
+        blocking(move || multipart::create(&root, &key, &metadata)).await
     }
 
     async fn upload_part(
@@ -482,10 +557,11 @@ impl UnderStore for LocalUnderStore {
         blocking(move || delete_blocking(&root, &key, &file)).await
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
+    async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
         let (src_key, src_file) = (src.to_owned(), self.file_of(src)?);
         let (dst_key, dst_file) = (dst.to_owned(), self.file_of(dst)?);
-        blocking(move || copy_blocking(&src_key, &src_file, &dst_key, &dst_file)).await
+        let metadata = metadata.cloned();
+        blocking(move || copy_blocking(&src_key, &src_file, &dst_key, &dst_file, metadata.as_ref())).await
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod errors;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::time::SystemTime;
@@ -19,10 +20,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as S3CompletedPart, MetadataDirective};
 use bytes::Bytes;
 
-use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{
+    CompletedPart, ListPage, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore, validate_metadata,
+};
 use errors::{classify, missing_field};
 
 /// Region used when neither the configuration nor the environment names one (S3-compatible
@@ -171,7 +174,13 @@ impl S3UnderStore {
             .content_length()
             .ok_or_else(|| missing_field("HeadObject", path, "Content-Length"))?;
         let etag = out.e_tag().ok_or_else(|| missing_field("HeadObject", path, "ETag"))?;
-        Ok(meta(path, size, etag, out.last_modified()))
+        let mut m = meta(path, size, etag, out.last_modified());
+        m.metadata = Some(
+            out.metadata()
+                .map(|h| h.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+                .unwrap_or_default(),
+        );
+        Ok(m)
     }
 
     async fn get(&self, path: &str, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
@@ -224,7 +233,14 @@ fn meta(path: &str, size: i64, etag: &str, mtime: Option<&aws_sdk_s3::primitives
         size: u64::try_from(size).unwrap_or(0),
         version: unquote(etag).to_owned(),
         mtime: mtime.and_then(|t| SystemTime::try_from(*t).ok()),
+        metadata: None,
     }
+}
+
+/// `metadata` as the SDK's header map; `None` when empty (no headers sent).
+fn sdk_metadata(path: &str, metadata: &Metadata) -> UfsResult<Option<HashMap<String, String>>> {
+    validate_metadata(path, metadata)?;
+    Ok((!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
 }
 
 /// `bucket/key`, percent-encoded as the `x-amz-copy-source` header wants it.
@@ -303,27 +319,32 @@ impl UnderStore for S3UnderStore {
         Ok(page)
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
+    async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
         let (key, size) = (self.key(path)?, data.len() as i64);
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_metadata(sdk_metadata(path, metadata)?)
             .body(ByteStream::from(data));
         let out = req.send().await.map_err(|e| classify("PutObject", path, None, e))?;
         match out.e_tag() {
-            Some(etag) => Ok(meta(path, size, etag, None)),
+            Some(etag) => Ok(ObjectMeta {
+                metadata: Some(metadata.clone()),
+                ..meta(path, size, etag, None)
+            }),
             None => self.head(path, None).await,
         }
     }
 
-    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+    async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
         let req = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
-            .key(self.key(path)?);
+            .key(self.key(path)?)
+            .set_metadata(sdk_metadata(path, metadata)?);
         let out = req
             .send()
             .await
@@ -440,14 +461,20 @@ impl UnderStore for S3UnderStore {
     }
 
     /// Server-side copy with one `CopyObject` (S3 limits it to sources of at most 5 GiB).
-    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
+    async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
         let source = copy_source(&self.bucket, &self.key(src)?);
-        let req = self
+        let mut req = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(self.key(dst)?)
             .copy_source(source);
+        if let Some(metadata) = metadata {
+            // REPLACE with no metadata clears it; S3 also needs REPLACE to copy onto itself.
+            req = req
+                .metadata_directive(MetadataDirective::Replace)
+                .set_metadata(sdk_metadata(dst, metadata)?.or_else(|| Some(HashMap::new())));
+        }
         // A missing object here is the source: the destination is being created.
         req.send().await.map_err(|e| classify("CopyObject", src, None, e))?;
         self.head(dst, None).await

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::{CompletedPart, ListPage, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use crate::{CompletedPart, ListPage, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore};
 
 /// The operations of [`UnderStore`], by method name, in declaration order.
 const OPS: [&str; 11] = [
@@ -178,14 +178,14 @@ impl UnderStore for UnreliableStore {
         self.inner.list(req).await
     }
 
-    async fn put(&self, path: &str, data: Bytes) -> UfsResult<ObjectMeta> {
+    async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
         self.enter("put", path).await?;
-        self.inner.put(path, data).await
+        self.inner.put_with(path, data, metadata).await
     }
 
-    async fn create_multipart(&self, path: &str) -> UfsResult<String> {
+    async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
         self.enter("create_multipart", path).await?;
-        self.inner.create_multipart(path).await
+        self.inner.create_multipart_with(path, metadata).await
     }
 
     async fn upload_part(
@@ -234,9 +234,9 @@ impl UnderStore for UnreliableStore {
         self.inner.delete(path).await
     }
 
-    async fn copy(&self, src: &str, dst: &str) -> UfsResult<ObjectMeta> {
+    async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
         self.enter("copy", dst).await?;
-        self.inner.copy(src, dst).await
+        self.inner.copy_with(src, dst, metadata).await
     }
 }
 

@@ -33,6 +33,7 @@ fn marker_meta(key: &str, meta: &fs::Metadata) -> ObjectMeta {
         size: 0,
         version: version_of(meta),
         mtime: meta.modified().ok(),
+        metadata: Some(crate::Metadata::new()),
     }
 }
 

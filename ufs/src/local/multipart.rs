@@ -13,20 +13,27 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::{MULTIPART_DIR, marker, open_versioned, stat_blocking, validate_key, version_of, write_atomically};
-use crate::{CompletedPart, ObjectMeta, UfsError, UfsResult};
+use crate::{CompletedPart, Metadata, ObjectMeta, UfsError, UfsResult};
 
 /// The file in an upload's directory that names the key being uploaded.
 const KEY_FILE: &str = "key";
+/// The file in an upload's directory that holds the object's user metadata (encoded).
+const METADATA_FILE: &str = "metadata";
 
-/// Starts an upload of `key`; returns its id (32 hex digits).
-pub(super) fn create(root: &Path, key: &str) -> UfsResult<String> {
+/// Starts an upload of `key` with user `metadata`; returns its id (32 hex digits).
+pub(super) fn create(root: &Path, key: &str, metadata: &Metadata) -> UfsResult<String> {
     let id = format!("{:032x}", rand::random::<u128>());
     let dir = root.join(MULTIPART_DIR).join(&id);
     fs::create_dir_all(&dir).map_err(|e| UfsError::io(key, e))?;
-    let mut file = File::create(dir.join(KEY_FILE)).map_err(|e| UfsError::io(key, e))?;
-    file.write_all(key.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| UfsError::io(key, e))?;
+    for (name, content) in [
+        (KEY_FILE, key.to_owned()),
+        (METADATA_FILE, crate::metadata::encode(metadata)),
+    ] {
+        let mut file = File::create(dir.join(name)).map_err(|e| UfsError::io(key, e))?;
+        file.write_all(content.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| UfsError::io(key, e))?;
+    }
     Ok(id)
 }
 
@@ -83,7 +90,9 @@ impl Upload {
         crate::parts::check_part_number(&self.key, part_number)?;
         self.check_exists()?;
         let label = format!("{} part {part_number}", self.key);
-        let meta = write_atomically(&label, &self.dir.join(part_number.to_string()), |f| f.write_all(data))?;
+        let meta = write_atomically(&label, &self.dir.join(part_number.to_string()), &Metadata::new(), |f| {
+            f.write_all(data)
+        })?;
         Ok(CompletedPart {
             part_number,
             tag: meta.version,
@@ -114,15 +123,20 @@ impl Upload {
         let before = version_of(&meta);
         let label = format!("{} part {part_number}", self.key);
         let mut changed = false;
-        let written = write_atomically(&label, &self.dir.join(part_number.to_string()), |out| {
-            let copied = copy_range(&file, &range, out)?;
-            // Same open file: a rename over the source leaves its bytes alone, an in-place write shows.
-            changed = copied != range.end - range.start || version_of(&file.metadata()?) != before;
-            match changed {
-                true => Err(io::Error::other("the source changed while it was copied")),
-                false => Ok(()),
-            }
-        });
+        let written = write_atomically(
+            &label,
+            &self.dir.join(part_number.to_string()),
+            &Metadata::new(),
+            |out| {
+                let copied = copy_range(&file, &range, out)?;
+                // Same open file: a rename over the source leaves its bytes alone, an in-place write shows.
+                changed = copied != range.end - range.start || version_of(&file.metadata()?) != before;
+                match changed {
+                    true => Err(io::Error::other("the source changed while it was copied")),
+                    false => Ok(()),
+                }
+            },
+        );
         if changed {
             return Err(UfsError::VersionMismatch {
                 path: src_key.to_owned(),
@@ -144,7 +158,12 @@ impl Upload {
             .iter()
             .map(|part| self.open_part(part))
             .collect::<UfsResult<_>>()?;
-        let meta = write_atomically(&self.key, target, |out| {
+        let metadata = match fs::read_to_string(self.dir.join(METADATA_FILE)) {
+            Ok(text) => crate::metadata::decode(&text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Metadata::new(), // Started by an older version.
+            Err(e) => return Err(UfsError::io(&self.key, e)),
+        };
+        let meta = write_atomically(&self.key, target, &metadata, |out| {
             files.iter_mut().try_for_each(|file| io::copy(file, out).map(drop))
         })?;
         self.remove()?;
