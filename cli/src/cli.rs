@@ -182,6 +182,10 @@ pub struct MountArgs {
     /// How long the kernel trusts sizes and times before asking again.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub attr_ttl: Duration,
+    /// How long the kernel trusts that a name does not exist (0: ask every time). A file another
+    /// client creates meanwhile shows up after this.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub negative_ttl: Duration,
     /// Bypass the kernel's page cache: every read goes to hoard (direct I/O).
     #[arg(long)]
     pub no_page_cache: bool,

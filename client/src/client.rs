@@ -652,6 +652,7 @@ fn file_meta(o: hoard_ufs::ObjectMeta) -> FileMeta {
         size: o.size,
         version: o.version,
         homed: false,
+        metadata: o.metadata.map(|m| m.into_iter().collect()),
     }
 }
 

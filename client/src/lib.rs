@@ -35,6 +35,7 @@ pub use blocking::BlockingClient;
 pub use client::{Client, ClientBuilder, CreateOptions, LoadProgress, LoadSummary, OpenFile, Writer};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
+pub use hoard_ufs::Metadata;
 
 #[cfg(test)]
 mod tests {

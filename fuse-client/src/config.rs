@@ -17,6 +17,8 @@ pub struct FuseConfig {
     pub entry_ttl: Duration,
     /// How long the kernel may trust a size and modification time.
     pub attr_ttl: Duration,
+    /// How long the kernel may trust that a name does not exist (a negative lookup).
+    pub negative_ttl: Duration,
     /// Read through the kernel's page cache (dropped at every open unless the file's version
     /// is the one the cache holds). `false`: every read goes to hoard (direct I/O).
     pub page_cache: bool,
@@ -42,6 +44,7 @@ impl Default for FuseConfig {
             allow_other: false,
             entry_ttl: Duration::from_secs(1),
             attr_ttl: Duration::from_secs(1),
+            negative_ttl: Duration::from_secs(1),
             page_cache: true,
             threads: 4,
             uid: nix::unistd::geteuid().as_raw(),

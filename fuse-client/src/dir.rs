@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use hoard_client::{FileMeta, ListEntry};
 
 use crate::inode::Kind;
+use crate::posix::Posix;
 
 /// Entries asked for per listing call.
 pub const PAGE_ENTRIES: u32 = 1000;
@@ -28,6 +29,9 @@ pub struct DirEntry {
     pub size: u64,
     /// Modification time in ms since the epoch (0: unknown).
     pub mtime_ms: u64,
+    /// The attributes a file's metadata holds; `None` when the listing did not say (listings
+    /// of the under-store carry no metadata).
+    pub posix: Option<Posix>,
 }
 
 /// An open directory.
@@ -53,6 +57,7 @@ impl DirHandle {
             kind: Kind::Dir,
             size: 0,
             mtime_ms: 0,
+            posix: None,
         };
         DirHandle {
             path,
@@ -77,15 +82,28 @@ impl DirHandle {
     }
 }
 
-/// The name, kind, size and mtime of a listing entry of the directory whose keys start with
-/// `prefix` (`""` or ending with `/`); `None` for entries that are not children of it
-/// (the directory's own marker, empty or unusable names).
-pub fn child_of(prefix: &str, entry: &ListEntry) -> Option<(String, Kind, u64, u64)> {
-    let (key, kind, size, mtime_ms) = match entry {
+/// A child of a directory, as its listing shows it.
+pub type Child = (String, Kind, u64, u64, Option<Posix>);
+
+/// The name, kind, size, mtime and (if known) POSIX attributes of a listing entry of the
+/// directory whose keys start with `prefix` (`""` or ending with `/`); `None` for entries that
+/// are not children of it (the directory's own marker, empty or unusable names).
+pub fn child_of(prefix: &str, entry: &ListEntry) -> Option<Child> {
+    let (key, kind, size, mtime_ms, posix) = match entry {
         ListEntry::File(FileMeta {
-            path, size, mtime_ms, ..
-        }) => (path.as_str(), Kind::File, *size, *mtime_ms),
-        ListEntry::Prefix(p) => (p.as_str(), Kind::Dir, 0, 0),
+            path,
+            size,
+            mtime_ms,
+            metadata,
+            ..
+        }) => (
+            path.as_str(),
+            Kind::File,
+            *size,
+            *mtime_ms,
+            metadata.as_deref().map(Posix::from_pairs),
+        ),
+        ListEntry::Prefix(p) => (p.as_str(), Kind::Dir, 0, 0, None),
     };
     let rest = key.strip_prefix(prefix)?;
     let name = match kind {
@@ -93,11 +111,11 @@ pub fn child_of(prefix: &str, entry: &ListEntry) -> Option<(String, Kind, u64, u
         // A marker object (`dir/`) listed as a file names a directory.
         Kind::File if rest.ends_with('/') => {
             let name = rest.trim_end_matches('/');
-            return usable(name).then(|| (name.to_owned(), Kind::Dir, 0, 0));
+            return usable(name).then(|| (name.to_owned(), Kind::Dir, 0, 0, None));
         }
         Kind::File => rest,
     };
-    usable(name).then(|| (name.to_owned(), kind, size, mtime_ms))
+    usable(name).then(|| (name.to_owned(), kind, size, mtime_ms, posix))
 }
 
 /// Whether a name can be a directory entry.
@@ -116,6 +134,7 @@ mod tests {
             version: "v".into(),
             mtime_ms: 9,
             homed: false,
+            metadata: None,
         })
     }
 
@@ -123,17 +142,17 @@ mod tests {
     fn listing_entries_become_children() {
         assert_eq!(
             child_of("d/", &file("d/a.bin", 5)),
-            Some(("a.bin".into(), Kind::File, 5, 9))
+            Some(("a.bin".into(), Kind::File, 5, 9, None))
         );
         assert_eq!(
             child_of("d/", &ListEntry::Prefix("d/sub/".into())),
-            Some(("sub".into(), Kind::Dir, 0, 0))
+            Some(("sub".into(), Kind::Dir, 0, 0, None))
         );
         assert_eq!(child_of("", &file("top", 1)).map(|c| c.0), Some("top".into()));
         assert_eq!(child_of("d/", &file("d/", 0)), None, "the directory's own marker");
         assert_eq!(
             child_of("d/", &file("d/e/", 0)),
-            Some(("e".into(), Kind::Dir, 0, 0)),
+            Some(("e".into(), Kind::Dir, 0, 0, None)),
             "a marker of a subdirectory"
         );
         assert_eq!(child_of("d/", &file("x/a", 1)), None, "outside the directory");
@@ -151,6 +170,7 @@ mod tests {
             kind,
             size: 0,
             mtime_ms: 0,
+            posix: None,
         };
         d.push(entry("a", Kind::File));
         d.push(entry("a", Kind::Dir));

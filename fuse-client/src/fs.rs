@@ -24,10 +24,12 @@ use hoard_client::Client;
 use parking_lot::Mutex;
 use tracing::Instrument;
 
+use crate::attr;
 use crate::config::FuseConfig;
 use crate::dir::DirHandle;
 use crate::handles::Handles;
 use crate::inode::{Inodes, Kind, Node};
+use crate::posix::{self, Posix};
 
 mod dir_ops;
 mod io;
@@ -175,6 +177,12 @@ impl Filesystem for HoardFs {
         self.spawn(span("lookup", parent.0), move |fs| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(attr) => reply.entry_with_ttls(&fs.attr_ttl(), &fs.config.entry_ttl, &attr, fuser::Generation(0)),
+                // A negative entry: inode 0 with a timeout, which the kernel caches as "no such
+                // name" (a create through this mount replaces it at once).
+                Err(e) if e == Errno::ENOENT && !fs.config.negative_ttl.is_zero() => {
+                    let none = attr::dir_attr(0, fs.started, &fs.config);
+                    reply.entry_with_ttls(&Duration::ZERO, &fs.config.negative_ttl, &none, fuser::Generation(0));
+                }
                 Err(e) => reply.error(e),
             }
         });
@@ -207,9 +215,22 @@ impl Filesystem for HoardFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let other = mode.is_some() || uid.is_some() || gid.is_some() || atime.is_some() || mtime.is_some();
+        if atime.is_some() && mode.is_none() && uid.is_none() && gid.is_none() && mtime.is_none() {
+            tracing::debug!(ino = ino.0, "access times are not kept");
+        }
+        let change = Posix {
+            // The kernel sends the whole st_mode; a mode without type bits is a regular file's.
+            mode: mode.map(|m| if m & 0o170_000 == 0 { m | posix::S_IFREG } else { m }),
+            uid,
+            gid,
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => SystemTime::now(),
+            }),
+        };
+        let change = (change != Posix::default()).then_some(change);
         self.spawn(span("setattr", ino.0), move |fs| async move {
-            match fs.setattr(ino.0, size, other, fh.map(|f| f.0)).await {
+            match fs.setattr(ino.0, size, change, fh.map(|f| f.0)).await {
                 Ok(attr) => reply.attr(&fs.attr_ttl(), &attr),
                 Err(e) => reply.error(e),
             }
@@ -414,12 +435,27 @@ impl Filesystem for HoardFs {
         reply.error(unsupported::refuse("removexattr", ino, Errno::ENOTSUP));
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, _target: &std::path::Path, reply: ReplyEntry) {
-        reply.error(unsupported::refuse("symlink", parent, Errno::EPERM));
+    fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let (name, target) = match (utf8(name), target.to_str()) {
+            (Ok(n), Some(t)) => (n.to_owned(), t.to_owned()),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let owner = owner_of(req, posix::S_IFLNK | 0o777);
+        self.spawn(span("symlink", parent.0), move |fs| async move {
+            match fs.symlink(parent.0, &name, &target, owner).await {
+                Ok(attr) => reply.entry_with_ttls(&fs.attr_ttl(), &fs.config.entry_ttl, &attr, fuser::Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        reply.error(unsupported::refuse("readlink", ino, Errno::EINVAL));
+        self.spawn(span("readlink", ino.0), move |fs| async move {
+            match fs.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
@@ -509,8 +545,8 @@ impl Filesystem for HoardFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -519,14 +555,25 @@ impl Filesystem for HoardFs {
             Err(e) => return reply.error(e),
         };
         let pid = req.pid();
+        let owner = owner_of(req, posix::S_IFREG | (mode & !umask & 0o7777));
         self.spawn(span("create", parent.0), move |fs| async move {
-            match fs.create(parent.0, &name, flags, pid).await {
+            match fs.create(parent.0, &name, flags, owner, pid).await {
                 Ok((attr, fh, open_flags)) => {
                     reply.created(&fs.attr_ttl(), &attr, fuser::Generation(0), Fh(fh), open_flags);
                 }
                 Err(e) => reply.error(e),
             }
         });
+    }
+}
+
+/// The attributes a file created by `req`'s caller gets: `mode`, and the caller as its owner.
+fn owner_of(req: &Request, mode: u32) -> Posix {
+    Posix {
+        mode: Some(mode),
+        uid: Some(req.uid()),
+        gid: Some(req.gid()),
+        mtime: None,
     }
 }
 

@@ -11,11 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::atomic::AtomicBool;
+
 use fuser::Errno;
-use hoard_client::{Client, CreateOptions, OpenFile, Writer};
+use hoard_client::{Client, CreateOptions, Metadata, OpenFile, Writer};
 use parking_lot::Mutex;
 
 use crate::errno::{Op, errno};
+use crate::posix::Posix;
 
 /// One open file.
 #[derive(Debug)]
@@ -32,6 +35,76 @@ pub struct FileHandle {
     pub writer: Option<tokio::sync::Mutex<WriteHandle>>,
     /// The file's size as this handle sees it (what `getattr` reports while a write is open).
     pub size: AtomicU64,
+    /// Mode, owner and times of the file this handle writes, for its next publish.
+    pub attrs: PendingAttrs,
+}
+
+/// The POSIX attributes a write handle's file gets when it is published: those of the create
+/// (or of the file it replaces), changed by `chmod`/`chown`/`utimens` while it is open.
+#[derive(Debug, Default)]
+pub struct PendingAttrs {
+    /// The file's metadata as the handle knows it (other keys than the POSIX ones included).
+    metadata: Mutex<Metadata>,
+    /// Changed since the file was last published: a publish that is not a create must set
+    /// them afterwards.
+    changed: AtomicBool,
+    /// The metadata holds a modification time a tool set, which the first write makes stale.
+    stale_mtime: AtomicBool,
+}
+
+impl PendingAttrs {
+    /// Attributes starting from `metadata`.
+    pub fn new(metadata: Metadata) -> PendingAttrs {
+        PendingAttrs {
+            stale_mtime: AtomicBool::new(metadata.contains_key(crate::posix::MTIME)),
+            metadata: Mutex::new(metadata),
+            changed: AtomicBool::new(false),
+        }
+    }
+
+    /// Bytes are being written: a modification time set before is no longer the file's (the
+    /// object's own time shows again, unless a tool sets one later).
+    pub fn on_write(&self) {
+        if self.stale_mtime.swap(false, Ordering::AcqRel) {
+            self.metadata.lock().remove(crate::posix::MTIME);
+            self.changed.store(true, Ordering::Release);
+        }
+    }
+
+    /// The attributes as they are now.
+    pub fn posix(&self) -> Posix {
+        let pairs: Vec<(String, String)> = self
+            .metadata
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Posix::from_pairs(&pairs)
+    }
+
+    /// Change them (a `setattr` while the handle is open).
+    pub fn update(&self, change: Posix) {
+        if change.mtime.is_some() {
+            self.stale_mtime.store(false, Ordering::Release);
+        }
+        let mut m = self.metadata.lock();
+        let pairs: Vec<(String, String)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        *m = Posix::from_pairs(&pairs).updated(change).merged_into(&pairs);
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The metadata a create publishes, which carries every change so far.
+    pub fn for_create(&self) -> Metadata {
+        self.changed.store(false, Ordering::Release);
+        self.metadata.lock().clone()
+    }
+
+    /// The metadata to set after a publish that was not a create, if anything changed.
+    pub fn take_changed(&self) -> Option<Metadata> {
+        self.changed
+            .swap(false, Ordering::AcqRel)
+            .then(|| self.metadata.lock().clone())
+    }
 }
 
 impl FileHandle {
@@ -45,7 +118,14 @@ impl FileHandle {
             reader: tokio::sync::OnceCell::new(),
             writer: writer.map(tokio::sync::Mutex::new),
             size: AtomicU64::new(size),
+            attrs: PendingAttrs::default(),
         }
+    }
+
+    /// This handle, publishing its file with the attributes in `metadata`.
+    pub fn with_attrs(mut self, metadata: Metadata) -> FileHandle {
+        self.attrs = PendingAttrs::new(metadata);
+        self
     }
 }
 
@@ -74,14 +154,15 @@ impl Handles {
         self.map.lock().remove(&fh)
     }
 
-    /// The size of inode `ino` as its open write handles see it (the largest), if it has any.
-    pub fn writing_size(&self, ino: u64) -> Option<u64> {
+    /// The size and attributes of inode `ino` as its open write handles see it (the largest
+    /// size), if it has any.
+    pub fn writing(&self, ino: u64) -> Option<(u64, Posix)> {
         self.map
             .lock()
             .values()
             .filter(|h| h.ino == ino && h.writer.is_some())
-            .map(|h| h.size.load(Ordering::Acquire))
-            .max()
+            .map(|h| (h.size.load(Ordering::Acquire), h.attrs.posix()))
+            .max_by_key(|(size, _)| *size)
     }
 
     /// The open handles of inode `ino`.
@@ -186,7 +267,14 @@ impl WriteHandle {
     /// # Errors
     /// `ENOTSUP` for a write that is neither at the start of a replaced file nor at its end;
     /// the client's error otherwise (the handle then fails every later call).
-    pub async fn write(&mut self, client: &Client, path: &str, offset: u64, data: &[u8]) -> Result<u64, Errno> {
+    pub async fn write(
+        &mut self,
+        client: &Client,
+        path: &str,
+        attrs: &PendingAttrs,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, Errno> {
         match self.state {
             WriteState::Failed(e) => return Err(e),
             WriteState::Orphaned => return Err(Errno::ESTALE),
@@ -207,6 +295,7 @@ impl WriteHandle {
                 let options = CreateOptions {
                     exclusive: self.exclusive,
                     append: false,
+                    metadata: attrs.for_create(),
                 };
                 let writer = self.checked(client.create(path, options).await, Op::WriteFile)?;
                 self.state = WriteState::Open { writer, base: 0 };
@@ -236,7 +325,7 @@ impl WriteHandle {
     ///
     /// # Errors
     /// The client's error; the handle then fails every later call.
-    pub async fn commit(&mut self, client: &Client, path: &str) -> Result<(), Errno> {
+    pub async fn commit(&mut self, client: &Client, path: &str, attrs: &PendingAttrs) -> Result<(), Errno> {
         match std::mem::replace(&mut self.state, WriteState::Idle) {
             WriteState::Failed(e) => {
                 self.state = WriteState::Failed(e);
@@ -256,6 +345,7 @@ impl WriteHandle {
                 let options = CreateOptions {
                     exclusive: self.exclusive,
                     append: false,
+                    metadata: attrs.for_create(),
                 };
                 let writer = self.checked(client.create(path, options).await, Op::WriteFile)?;
                 self.checked(writer.close().await, Op::WriteFile)?;
@@ -271,7 +361,7 @@ impl WriteHandle {
     ///
     /// # Errors
     /// As [`WriteHandle::commit`].
-    pub async fn sync(&mut self, client: &Client, path: &str) -> Result<(), Errno> {
+    pub async fn sync(&mut self, client: &Client, path: &str, attrs: &PendingAttrs) -> Result<(), Errno> {
         match &mut self.state {
             WriteState::Failed(e) => Err(*e),
             WriteState::Orphaned => Ok(()),
@@ -279,7 +369,7 @@ impl WriteHandle {
                 let result = writer.flush().await;
                 self.checked(result, Op::WriteFile)
             }
-            WriteState::Idle => self.commit(client, path).await,
+            WriteState::Idle => self.commit(client, path, attrs).await,
         }
     }
 
@@ -376,12 +466,12 @@ mod tests {
         ));
         let b = handles.insert(FileHandle::new(7, "/m/a".into(), 1, None));
         assert_ne!(a, b);
-        assert_eq!(handles.writing_size(7), Some(10));
-        assert_eq!(handles.writing_size(8), None);
+        assert_eq!(handles.writing(7).map(|w| w.0), Some(10));
+        assert!(handles.writing(8).is_none());
         handles.get(a).expect("open").size.store(30, Ordering::Release);
-        assert_eq!(handles.writing_size(7), Some(30));
+        assert_eq!(handles.writing(7).map(|w| w.0), Some(30));
         assert!(handles.remove(a).is_some());
-        assert_eq!(handles.writing_size(7), None, "a read handle is not a writer");
+        assert!(handles.writing(7).is_none(), "a read handle is not a writer");
         assert_eq!(handles.of_inode(7).len(), 1);
         assert_eq!(handles.len(), 1);
     }

@@ -37,6 +37,7 @@ mod error;
 mod fs;
 mod handles;
 mod inode;
+mod posix;
 mod session;
 
 pub use config::FuseConfig;

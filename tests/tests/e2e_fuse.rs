@@ -282,3 +282,87 @@ fn reads_through_the_mount_survive_dead_workers() {
         "listings fall back to the directory too"
     );
 }
+
+/// `stat` of `path` in `dir` as "mode uid gid mtime".
+fn attrs(dir: &Path, path: &str) -> String {
+    ok(dir, &format!("stat -c '%a %u %g %Y' {path}")).trim().to_owned()
+}
+
+#[test]
+fn mode_owner_times_and_symlinks_are_kept_in_metadata_across_mounts() {
+    let (ufs, uri) = local_dir();
+    let cluster =
+        Cluster::start_with(1, &[Mount::new("m", &uri).write_mode("back")], None, "", None).expect("start worker");
+    let root_user = ok(Path::new("/"), "id -u").trim() == "0";
+    let owner = if root_user { "1234 5678" } else { "" };
+    {
+        let Some(mnt) = MountGuard::start(&cluster, &["--mount", "m"]) else {
+            return;
+        };
+        let dir = &mnt.path;
+        ok(dir, "echo hi > f && chmod 0750 f && touch -d @1700000000 f");
+        if root_user {
+            ok(dir, "chown 1234:5678 f");
+            assert_eq!(attrs(dir, "f"), "750 1234 5678 1700000000");
+        }
+        // A create takes the caller's mode under its umask; cp -p and touch -r carry attributes.
+        ok(
+            dir,
+            "(umask 077 && echo x > private) && cp -p f copy && touch -r f stamped",
+        );
+        assert_eq!(ok(dir, "stat -c %a private"), "600\n");
+        assert_eq!(attrs(dir, "copy"), attrs(dir, "f"));
+        assert_eq!(ok(dir, "stat -c %Y stamped"), "1700000000\n");
+        // Symbolic links: a small object holding the target.
+        ok(
+            dir,
+            "ln -s f link && ln -s ../nowhere/target dangling && mkdir sub && ln -s ../f sub/up",
+        );
+        assert_eq!(ok(dir, "readlink link dangling sub/up"), "f\n../nowhere/target\n../f\n");
+        assert_eq!(ok(dir, "cat link sub/up"), "hi\nhi\n");
+        assert_eq!(ok(dir, "find . -type l | sort"), "./dangling\n./link\n./sub/up\n");
+        assert_eq!(ok(dir, "stat -c %F link"), "symbolic link\n");
+        let (refused, _, err) = sh(dir, "ln -s f link");
+        assert!(!refused && err.contains("File exists"), "{err}");
+        // Writing a file makes its old tool-set time stale; its mode stays.
+        ok(dir, "echo more >> copy");
+        let mtime: u64 = ok(dir, "stat -c %Y copy").trim().parse().expect("mtime");
+        assert!(mtime > 1_700_000_000, "a write moves the mtime: {mtime}");
+        assert_eq!(ok(dir, "stat -c %a copy"), "750\n");
+        // chmod of a file written before, through the mount and after its upload.
+        let (synced, _, err) = hoard(&cluster.config_path, &["sync", "/m"]);
+        assert!(synced, "{err}");
+        ok(dir, "chmod 0604 private");
+    }
+    let (synced, _, err) = hoard(&cluster.config_path, &["sync", "/m"]);
+    assert!(synced, "{err}");
+
+    // The under-store object carries them (an extended attribute of the local file).
+    let store = hoard_ufs::LocalUnderStore::new(ufs.path()).expect("store");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let meta = runtime
+        .block_on(hoard_ufs::UnderStore::stat(&store, "f"))
+        .expect("stat f");
+    let md = meta.metadata.expect("stat returns metadata");
+    assert_eq!(md.get("mode").map(String::as_str), Some("33256"), "{md:?}"); // S_IFREG | 0750
+    assert_eq!(md.get("mtime").map(String::as_str), Some("1700000000"), "{md:?}");
+    assert_eq!(
+        std::fs::read_to_string(ufs.path().join("link")).expect("link object"),
+        "f"
+    );
+
+    // A new mount (a new process, nothing cached) shows the same.
+    let Some(mnt) = MountGuard::start(&cluster, &["--mount", "m"]) else {
+        return;
+    };
+    let dir = &mnt.path;
+    let f = attrs(dir, "f");
+    assert!(f.starts_with("750 ") && f.ends_with(" 1700000000"), "{f}");
+    if root_user {
+        assert!(f.contains(owner), "{f}");
+    }
+    assert_eq!(ok(dir, "stat -c %a private"), "604\n");
+    assert_eq!(ok(dir, "readlink link; cat sub/up"), "f\nhi\n");
+    assert_eq!(ok(dir, "find . -type l | sort"), "./dangling\n./link\n./sub/up\n");
+    cluster.assert_clean_logs();
+}

@@ -683,18 +683,21 @@ async fn check_namespace_semantics(client: &Client, mount: &str, dir: &Path) {
 
     let exclusive = CreateOptions {
         exclusive: true,
-        append: false,
+        ..CreateOptions::default()
     };
     let err = client
-        .create(&p("in-store.txt"), exclusive)
+        .create(&p("in-store.txt"), exclusive.clone())
         .await
         .expect_err("exclusive create of an under-store file");
     assert!(matches!(err, ClientError::AlreadyExists { .. }), "{mount}: {err:?}");
-    let mut w = client.create(&p("new.txt"), exclusive).await.expect("exclusive create");
+    let mut w = client
+        .create(&p("new.txt"), exclusive.clone())
+        .await
+        .expect("exclusive create");
     w.write(b"new").await.expect("write");
     w.close().await.expect("close");
     let err = client
-        .create(&p("new.txt"), exclusive)
+        .create(&p("new.txt"), exclusive.clone())
         .await
         .expect_err("exclusive create of a file written through hoard");
     assert!(matches!(err, ClientError::AlreadyExists { .. }), "{mount}: {err:?}");

@@ -17,7 +17,7 @@ pub use frame::{
 pub use message::{
     DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
     MAX_READ_BYTES, MessageKind, PageCrc, PathRequest, ReadReply, ReadRequest, RenameRequest, Request, Response,
-    StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    SetMetadataRequest, StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

@@ -132,6 +132,7 @@ mod tests {
             version: v.into(),
             mtime_ms: 0,
             homed: false,
+            metadata: None,
         }
     }
 

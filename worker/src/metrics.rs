@@ -6,7 +6,7 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 15] = [
+pub(crate) const REQUEST_KINDS: [&str; 16] = [
     "hello",
     "stat",
     "list",
@@ -22,6 +22,7 @@ pub(crate) const REQUEST_KINDS: [&str; 15] = [
     "delete",
     "mkdir",
     "sync",
+    "set_metadata",
 ];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
     DeleteRequest, FileMeta, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES, PageCrc, PathRequest,
-    Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response, StatRequest, Status, WorkerStatus,
-    WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response, SetMetadataRequest, StatRequest, Status,
+    WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
@@ -297,7 +297,12 @@ impl WorkerService {
     }
 
     async fn write_open(&self, r: WriteOpenRequest) -> Reply {
-        match self.write.open_session(&r.mount, &r.path, r.append, r.exclusive).await {
+        let metadata = r.metadata.into_iter().collect();
+        match self
+            .write
+            .open_session(&r.mount, &r.path, r.append, r.exclusive, metadata)
+            .await
+        {
             Ok((handle, base_size)) => Reply::message(Response::WriteOpened(WriteOpened {
                 handle,
                 base_size,
@@ -341,6 +346,14 @@ impl WorkerService {
     async fn sync(&self, r: PathRequest) -> Reply {
         done(self.write.sync(&r.mount, &r.path).await)
     }
+
+    async fn set_metadata(&self, r: SetMetadataRequest) -> Reply {
+        let metadata = r.metadata.into_iter().collect();
+        match self.write.set_metadata(&r.mount, &r.path, metadata).await {
+            Ok(meta) => Reply::message(Response::Committed(meta)),
+            Err(e) => write_error(e),
+        }
+    }
 }
 
 fn write_error(e: WriteError) -> Reply {
@@ -368,6 +381,7 @@ impl Handler for WorkerService {
             Request::Rename(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.src, dst = %r.dst),
             Request::Delete(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::Mkdir(r) | Request::Sync(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
+            Request::SetMetadata(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             _ => tracing::debug_span!("rpc", kind),
         };
         let started = Instant::now();
@@ -387,6 +401,7 @@ impl Handler for WorkerService {
                 Request::Delete(r) => self.delete(r).await,
                 Request::Mkdir(r) => self.mkdir(r).await,
                 Request::Sync(r) => self.sync(r).await,
+                Request::SetMetadata(r) => self.set_metadata(r).await,
                 Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
             }
         }
@@ -420,6 +435,7 @@ fn request_kind(request: &Request) -> usize {
         Request::Delete(_) => 12,
         Request::Mkdir(_) => 13,
         Request::Sync(_) => 14,
+        Request::SetMetadata(_) => 15,
     }
 }
 
@@ -437,6 +453,7 @@ fn file_meta(o: ObjectMeta) -> FileMeta {
         size: o.size,
         version: o.version,
         homed: false,
+        metadata: o.metadata.map(|m| m.into_iter().collect()),
     }
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hoard_transport::cluster::{MountEntry, WriteMode};
 use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ListReply, Status};
-use hoard_ufs::{CompletedPart, ListItem, ListRequest, ObjectMeta, UfsError, UfsResult, UnderStore};
+use hoard_ufs::{CompletedPart, ListItem, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -199,6 +199,8 @@ struct Session {
     path: String,
     append: bool,
     exclusive: bool,
+    /// User metadata of the new file (unused by appends, which keep the file's).
+    metadata: Metadata,
     blob: u64,
     file: Arc<File>,
     state: tokio::sync::Mutex<SessionState>,
@@ -757,9 +759,11 @@ impl WritePath {
         path: &str,
         append: bool,
         exclusive: bool,
+        metadata: Metadata,
     ) -> WriteResult<(u64, u64)> {
         let m = self.coordinated(mount)?.clone();
         validate_path(path)?;
+        hoard_ufs::validate_metadata(path, &metadata).map_err(|e| WriteError::ufs(&e))?;
         match self.is_dir(&m, path).await {
             Ok(true) => {
                 return Err(WriteError::new(
@@ -796,6 +800,7 @@ impl WritePath {
             path: path.to_owned(),
             append,
             exclusive,
+            metadata,
             blob: id,
             file: Arc::new(file),
             state: tokio::sync::Mutex::new(SessionState {
@@ -887,7 +892,7 @@ impl WritePath {
                 let id = s
                     .mount
                     .ufs
-                    .create_multipart(&s.path)
+                    .create_multipart_with(&s.path, &s.metadata)
                     .await
                     .map_err(|e| WriteError::ufs(&e))?;
                 self.log_upload(&s.mount.name, &s.path, &id, true);
@@ -1016,6 +1021,7 @@ impl WritePath {
                         len,
                     }],
                     ufs_version: None,
+                    metadata: Some(metadata_vec(&s.metadata)),
                 }),
                 state: self.dirty_state(&s.mount),
             }
@@ -1052,11 +1058,16 @@ impl WritePath {
     /// The entry of `path` with a session's bytes `[from, to)` appended.
     async fn appended_entry(&self, s: &Session, from: u64, to: u64) -> WriteResult<Entry> {
         let current = { s.mount.ns.lock().get(&s.path).cloned() };
+        // The appended file keeps its metadata; a new one gets the session's.
+        let mut metadata = Some(metadata_vec(&s.metadata));
         let mut segments = match current {
             Some(Entry {
                 kind: EntryKind::File(f),
                 ..
-            }) => f.segments,
+            }) => {
+                metadata = f.metadata;
+                f.segments
+            }
             Some(Entry {
                 kind: EntryKind::Deleted,
                 ..
@@ -1070,8 +1081,15 @@ impl WritePath {
                 ));
             }
             None => match s.mount.ufs.stat(&s.path).await {
-                Ok(o) if o.size > 0 => vec![ufs_segment(&s.path, &o.version, o.size)],
-                Ok(_) | Err(UfsError::NotFound { .. }) => Vec::new(),
+                Ok(o) => {
+                    metadata = o.metadata.as_ref().map(metadata_vec);
+                    if o.size > 0 {
+                        vec![ufs_segment(&s.path, &o.version, o.size)]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Err(UfsError::NotFound { .. }) => Vec::new(),
                 Err(e) => return Err(WriteError::ufs(&e)),
             },
         };
@@ -1116,6 +1134,7 @@ impl WritePath {
                 mtime_ms: now_ms(),
                 segments,
                 ufs_version: None,
+                metadata,
             }),
             state: self.dirty_state(&s.mount),
         })
@@ -1172,7 +1191,10 @@ impl WritePath {
                 ));
             }
             match (data, state.streaming.upload_id.clone()) {
-                (Some(data), _) => ufs.put(&s.path, data).await.map_err(|e| WriteError::ufs(&e)),
+                (Some(data), _) => ufs
+                    .put_with(&s.path, data, &s.metadata)
+                    .await
+                    .map_err(|e| WriteError::ufs(&e)),
                 (None, Some(upload_id)) => {
                     let parts = std::mem::take(&mut state.streaming.done);
                     let done = ufs
@@ -1204,6 +1226,7 @@ impl WritePath {
                 mtime_ms: now_ms(),
                 segments: vec![ufs_segment(&s.path, &meta.version, len)],
                 ufs_version: Some(meta.version.clone()),
+                metadata: Some(metadata_vec(&s.metadata)),
             }),
             state: EntryState::Clean,
         };
@@ -1560,6 +1583,44 @@ impl WritePath {
         self.wait_through(&m, &ids).await
     }
 
+    /// Replace the user metadata of the file at `path`; its bytes stay as they are. The change
+    /// is an overlay edit like a rename: the persister applies it (an object already in the
+    /// under-store is copied onto itself with the new metadata), and in `through` mode before
+    /// this returns.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such file; `InvalidArgument` for metadata the under-store
+    /// cannot keep.
+    pub async fn set_metadata(&self, mount: &str, path: &str, metadata: Metadata) -> WriteResult<FileMeta> {
+        let m = self.coordinated(mount)?.clone();
+        validate_path(path)?;
+        hoard_ufs::validate_metadata(path, &metadata).map_err(|e| WriteError::ufs(&e))?;
+        let (ids, meta) = {
+            let _op = m.op.lock().await;
+            let Some(mut entry) = self.file_source(&m, path).await? else {
+                return Err(WriteError::new(
+                    Status::NotFound,
+                    format!("/{mount}/{path}: no such file"),
+                ));
+            };
+            entry.id = self.new_id();
+            if entry.state != EntryState::CacheOnly {
+                entry.state = self.dirty_state(&m);
+            }
+            let Some(meta) = entry.file_mut().map(|f| {
+                f.metadata = Some(metadata_vec(&metadata));
+                file_meta(path, f)
+            }) else {
+                return Err(WriteError::new(Status::Internal, "a file source that is no file"));
+            };
+            let ids = vec![entry.id];
+            self.install(&m, vec![(path.to_owned(), entry)], true)?;
+            (ids, meta)
+        };
+        self.wait_through(&m, &ids).await?;
+        Ok(meta)
+    }
+
     /// Wait (up to a few seconds) until nothing at or under `path` is dirty.
     ///
     /// # Errors
@@ -1689,6 +1750,7 @@ impl WritePath {
             .upload(
                 path,
                 &f.segments,
+                entry_metadata(f).as_ref(),
                 self.config.part_size,
                 whole_object,
                 &|key, id, open| {
@@ -1873,16 +1935,34 @@ impl WritePath {
         match &entry.kind {
             // The whole object already at this key (a file renamed away and back): nothing to
             // copy (S3 refuses to copy an object onto itself), only check it is still that one.
-            EntryKind::File(FileEntry { segments, .. }) if own_object(segments, path).is_some() => {
+            // Its metadata may have changed (chmod, touch through a mount): then the object is
+            // copied onto itself with the new metadata.
+            EntryKind::File(FileEntry {
+                segments,
+                metadata,
+                size,
+                ..
+            }) if own_object(segments, path).is_some() => {
                 let version = own_object(segments, path).unwrap_or_default();
                 let meta = m.ufs.stat(path).await?;
+                let wanted = metadata.as_ref().map(|v| v.iter().cloned().collect::<Metadata>());
                 if meta.version != version {
+                    // A copy onto itself that a run which died before logging it already made
+                    // (the copy gives the object a new version on some stores).
+                    if wanted.is_some() && meta.metadata == wanted && meta.size == *size {
+                        return Ok(Some(meta));
+                    }
                     return Err(UfsError::VersionMismatch {
                         path: path.to_owned(),
                         expected: version.to_owned(),
                     });
                 }
-                Ok(Some(meta))
+                match wanted {
+                    Some(wanted) if meta.metadata.as_ref() != Some(&wanted) => {
+                        m.ufs.copy_with(path, path, Some(&wanted)).await.map(Some)
+                    }
+                    _ => Ok(Some(meta)),
+                }
             }
             EntryKind::File(f) => {
                 let reader = SegmentReader {
@@ -1893,6 +1973,7 @@ impl WritePath {
                     .upload(
                         path,
                         &f.segments,
+                        entry_metadata(f).as_ref(),
                         self.config.part_size,
                         whole_object,
                         &|key, id, open| {
@@ -1924,6 +2005,9 @@ impl WritePath {
                             let mut f = f.clone();
                             f.segments = vec![ufs_segment(path, &meta.version, f.size)];
                             f.ufs_version = Some(meta.version.clone());
+                            if f.metadata.is_none() {
+                                f.metadata = meta.metadata.as_ref().map(metadata_vec);
+                            }
                             let clean = Entry {
                                 id: entry.id,
                                 kind: EntryKind::File(f),
@@ -2152,9 +2236,20 @@ fn ufs_entry(path: &str, o: &ObjectMeta) -> Entry {
                 Vec::new()
             },
             ufs_version: Some(o.version.clone()),
+            metadata: o.metadata.as_ref().map(metadata_vec),
         }),
         state: EntryState::Clean,
     }
+}
+
+/// The user metadata an entry's object gets (`None`: its source's).
+fn entry_metadata(f: &FileEntry) -> Option<Metadata> {
+    f.metadata.as_ref().map(|v| v.iter().cloned().collect())
+}
+
+/// Metadata as the journal and the wire carry it (sorted pairs).
+fn metadata_vec(m: &Metadata) -> Vec<(String, String)> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// `later` rebuilt on the object an upload of `done` just made at `path`, when `later` is `done`
@@ -2242,6 +2337,7 @@ fn file_meta(path: &str, f: &FileEntry) -> FileMeta {
         version: f.version.clone(),
         mtime_ms: f.mtime_ms,
         homed: true,
+        metadata: f.metadata.clone(),
     }
 }
 
@@ -2252,6 +2348,7 @@ fn ufs_meta(o: ObjectMeta) -> FileMeta {
         size: o.size,
         version: o.version,
         homed: false,
+        metadata: o.metadata.as_ref().map(metadata_vec),
     }
 }
 

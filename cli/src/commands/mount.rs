@@ -36,6 +36,7 @@ pub async fn run(cluster: Option<&Path>, args: MountArgs) -> anyhow::Result<()> 
         allow_other: args.allow_other,
         entry_ttl: args.entry_ttl,
         attr_ttl: args.attr_ttl,
+        negative_ttl: args.negative_ttl,
         page_cache: !args.no_page_cache,
         threads: args.threads,
         ..FuseConfig::default()

@@ -78,11 +78,11 @@ async fn stream(
     let options = match mode {
         Mode::Put { exclusive } => CreateOptions {
             exclusive,
-            append: false,
+            ..CreateOptions::default()
         },
         Mode::Append => CreateOptions {
-            exclusive: false,
             append: true,
+            ..CreateOptions::default()
         },
     };
     let mut writer = client.create(path, options).await.map_err(write_error)?;
@@ -305,6 +305,7 @@ mod tests {
             version: "hoard:7".into(),
             mtime_ms: 0,
             homed: true,
+            metadata: None,
         }
     }
 

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hoard_transport::wire::{
-    DeleteRequest, FileMeta, PathRequest, RenameRequest, Request, Response, Status, WriteDataRequest, WriteOpenRequest,
-    WriteSyncRequest,
+    DeleteRequest, FileMeta, PathRequest, RenameRequest, Request, Response, SetMetadataRequest, Status,
+    WriteDataRequest, WriteOpenRequest, WriteSyncRequest,
 };
 use hoard_transport::{Payload, Reply};
+use hoard_ufs::Metadata;
 use tokio::task::JoinHandle;
 
 use super::Client;
@@ -25,12 +26,15 @@ use crate::ring::mount_key;
 const WRITES_IN_FLIGHT: usize = 4;
 
 /// How a file is opened for writing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateOptions {
     /// Fail with [`ClientError::AlreadyExists`] if the path exists.
     pub exclusive: bool,
     /// Append to the file (created empty if missing) instead of replacing it.
     pub append: bool,
+    /// User metadata of the new file (S3's `x-amz-meta-*`; keys as
+    /// [`hoard_ufs::validate_metadata`] allows). Ignored when appending: the file keeps its own.
+    pub metadata: Metadata,
 }
 
 impl Client {
@@ -73,6 +77,7 @@ impl Client {
             path: p.key.clone(),
             append: options.append,
             exclusive: options.exclusive,
+            metadata: options.metadata.into_iter().collect(),
         });
         match self.call_coordinator(&p, request, Payload::default()).await?.message {
             Response::WriteOpened(opened) => Ok(Writer {
@@ -97,8 +102,8 @@ impl Client {
     /// As [`Client::create`].
     pub async fn open_append(&self, path: &str) -> ClientResult<Writer> {
         let options = CreateOptions {
-            exclusive: false,
             append: true,
+            ..CreateOptions::default()
         };
         self.create(path, options).await
     }
@@ -173,6 +178,25 @@ impl Client {
             path: p.key.clone(),
         });
         self.call_done(&p, request).await
+    }
+
+    /// Replace the user metadata of a file (its bytes stay); returns the file's new metadata.
+    /// Durable as a rename is: at once in `through` mode, in the background in `back` mode.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when there is no such file; [`ClientError::Worker`] with
+    /// [`Status::InvalidArgument`] for metadata the under-store cannot keep.
+    pub async fn set_metadata(&self, path: &str, metadata: &Metadata) -> ClientResult<FileMeta> {
+        let p = file_path(path)?;
+        let request = Request::SetMetadata(SetMetadataRequest {
+            mount: p.mount.clone(),
+            path: p.key.clone(),
+            metadata: metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+        match self.call_coordinator(&p, request, Payload::default()).await?.message {
+            Response::Committed(meta) => Ok(meta),
+            other => Err(unexpected(&p, &other)),
+        }
     }
 
     /// Wait until everything written, renamed or deleted under `path` (a file, a directory, or

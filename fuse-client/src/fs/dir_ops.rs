@@ -2,10 +2,14 @@
 //!
 //! `readdirplus` gives the kernel each entry's attributes with its name (sizes and times come
 //! with the listing), so `ls -l` or `find -size` over a large directory makes no lookup per
-//! entry.
+//! entry, for the files whose metadata the listing carries (those written through hoard and
+//! still in the coordinator's overlay). Listings of the under-store carry no metadata (S3 lists
+//! none): those entries are given with a zero timeout, so a `stat` of one asks hoard (a lookup)
+//! for its mode, owner and time instead of showing the mount's defaults.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use fuser::{Errno, FileType, INodeNo, ReplyDirectory, ReplyDirectoryPlus};
 use hoard_client::path::HoardPath;
@@ -34,6 +38,7 @@ impl Inner {
                     kind: Kind::Dir,
                     size: 0,
                     mtime_ms: 0,
+                    posix: None,
                 });
             }
             handle.done = true;
@@ -48,6 +53,7 @@ impl Inner {
             .each_entry(fh, offset, |i, e| {
                 let kind = match e.kind {
                     Kind::Dir => FileType::Directory,
+                    Kind::File if e.posix.is_some_and(|p| p.is_symlink()) => FileType::Symlink,
                     Kind::File => FileType::RegularFile,
                 };
                 reply.add(INodeNo(e.ino), i + 1, kind, &e.name)
@@ -60,12 +66,20 @@ impl Inner {
     }
 
     pub(super) async fn readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let ttl = self.config.entry_ttl;
         let result = self
             .each_entry(fh, offset, |i, e| {
-                let attr = match e.kind {
-                    Kind::Dir => dir_attr(e.ino, self.started, &self.config),
-                    Kind::File => file_attr(e.ino, e.size, e.mtime_ms, self.started, &self.config),
+                let (attr, ttl) = match (e.kind, e.posix) {
+                    (Kind::Dir, _) => (dir_attr(e.ino, self.started, &self.config), self.config.entry_ttl),
+                    (Kind::File, posix) => {
+                        let known = posix.unwrap_or_default();
+                        let attr = file_attr(e.ino, e.size, e.mtime_ms, self.started, &known, &self.config);
+                        let ttl = if posix.is_some() {
+                            self.config.entry_ttl
+                        } else {
+                            Duration::ZERO
+                        };
+                        (attr, ttl)
+                    }
                 };
                 reply.add(INodeNo(e.ino), i + 1, &e.name, &ttl, &attr, fuser::Generation(0))
             })
@@ -107,7 +121,7 @@ impl Inner {
             .await
             .map_err(|e| errno(&e, Op::Other))?;
         for entry in &page.entries {
-            let Some((name, kind, size, mtime_ms)) = child_of(&prefix, entry) else {
+            let Some((name, kind, size, mtime_ms, posix)) = child_of(&prefix, entry) else {
                 continue;
             };
             if d.contains(&name) {
@@ -120,6 +134,7 @@ impl Inner {
                 kind,
                 size,
                 mtime_ms,
+                posix,
             });
         }
         d.done = page.next_continuation.is_none();

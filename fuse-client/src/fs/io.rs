@@ -13,12 +13,14 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use fuser::{Errno, FileAttr, FopenFlags};
+use hoard_client::Metadata;
 
 use super::Inner;
 use crate::attr::file_attr;
 use crate::errno::{Op, errno};
 use crate::handles::{FileHandle, WriteHandle};
 use crate::inode::{Kind, child_path};
+use crate::posix::Posix;
 
 impl Inner {
     pub(super) async fn open(&self, ino: u64, flags: i32, pid: u32) -> Result<(u64, FopenFlags), Errno> {
@@ -37,14 +39,12 @@ impl Inner {
         self.writable()?;
         let truncate = flags & libc::O_TRUNC != 0;
         let append = flags & libc::O_APPEND != 0;
-        let size = if truncate {
-            0
-        } else {
-            self.current_size(ino, &node.path).await?
-        };
+        // A replaced file keeps its mode and owner, as a truncated local file does.
+        let (size, metadata) = self.current(ino, &node.path).await?;
         self.cached_versions.lock().remove(&ino);
-        let writer = WriteHandle::new(size, truncate, append, false);
-        let fh = self.handles.insert(FileHandle::new(ino, node.path, pid, Some(writer)));
+        let writer = WriteHandle::new(if truncate { 0 } else { size }, truncate, append, false);
+        let handle = FileHandle::new(ino, node.path, pid, Some(writer)).with_attrs(metadata);
+        let fh = self.handles.insert(handle);
         Ok((fh, self.open_flags(false)))
     }
 
@@ -53,6 +53,7 @@ impl Inner {
         parent: u64,
         name: &str,
         flags: i32,
+        owner: Posix,
         pid: u32,
     ) -> Result<(FileAttr, u64, FopenFlags), Errno> {
         self.writable()?;
@@ -73,8 +74,9 @@ impl Inner {
         let ino = self.inodes.lock().upsert(&path, Kind::File);
         self.cached_versions.lock().remove(&ino);
         let writer = WriteHandle::new(0, true, flags & libc::O_APPEND != 0, exclusive);
-        let fh = self.handles.insert(FileHandle::new(ino, path, tgid(pid), Some(writer)));
-        let attr = file_attr(ino, 0, 0, SystemTime::now(), &self.config);
+        let handle = FileHandle::new(ino, path, tgid(pid), Some(writer)).with_attrs(owner.merged_into(&[]));
+        let fh = self.handles.insert(handle);
+        let attr = file_attr(ino, 0, 0, SystemTime::now(), &owner, &self.config);
         Ok((attr, fh, self.open_flags(false)))
     }
 
@@ -103,7 +105,8 @@ impl Inner {
     pub(super) async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<(), Errno> {
         let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
         let mut w = handle.writer.as_ref().ok_or(Errno::EBADF)?.lock().await;
-        let size = w.write(&self.client, &handle.path, offset, data).await?;
+        handle.attrs.on_write();
+        let size = w.write(&self.client, &handle.path, &handle.attrs, offset, data).await?;
         handle.size.store(size, Ordering::Release);
         Ok(())
     }
@@ -117,18 +120,37 @@ impl Inner {
         };
         let mut w = w.lock().await;
         let result = if handle.open_pid == tgid(pid) {
-            w.commit(&self.client, &handle.path).await
+            w.commit(&self.client, &handle.path, &handle.attrs).await
         } else {
-            w.sync(&self.client, &handle.path).await
+            w.sync(&self.client, &handle.path, &handle.attrs).await
         };
         handle.size.store(w.size, Ordering::Release);
-        result
+        result?;
+        self.publish_attrs(&handle).await
+    }
+
+    /// Attributes changed while the handle was open, once its file is published: set them on
+    /// the file (a create already carried them).
+    async fn publish_attrs(&self, handle: &FileHandle) -> Result<(), Errno> {
+        let Some(metadata) = handle.attrs.take_changed() else {
+            return Ok(());
+        };
+        match self.client.set_metadata(&handle.path, &metadata).await {
+            Ok(_) => Ok(()),
+            // Not published yet (a close in another process than the writer's): the writer's
+            // own close sets them.
+            Err(e) if e.is_not_found() => {
+                handle.attrs.update(Posix::default());
+                Ok(())
+            }
+            Err(e) => Err(errno(&e, Op::WriteFile)),
+        }
     }
 
     pub(super) async fn fsync(&self, fh: u64) -> Result<(), Errno> {
         let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
         match &handle.writer {
-            Some(w) => w.lock().await.sync(&self.client, &handle.path).await,
+            Some(w) => w.lock().await.sync(&self.client, &handle.path, &handle.attrs).await,
             None => Ok(()),
         }
     }
@@ -142,22 +164,30 @@ impl Inner {
         if let Some(w) = &handle.writer {
             let mut w = w.lock().await;
             if w.needs_commit()
-                && let Err(e) = w.commit(&self.client, &handle.path).await
+                && let Err(e) = w.commit(&self.client, &handle.path, &handle.attrs).await
             {
                 tracing::warn!(path = handle.path, "failed to publish the file at its release: {e:?}");
             }
             w.abandon();
+            drop(w);
+            if let Err(e) = self.publish_attrs(&handle).await {
+                tracing::warn!(
+                    path = handle.path,
+                    "failed to set the file's attributes at its release: {e:?}"
+                );
+            }
         }
         self.handles.remove(fh);
     }
 
-    /// The size of a file about to be written: what this mount's writers see, else hoard's.
-    async fn current_size(&self, ino: u64, path: &str) -> Result<u64, Errno> {
-        if let Some(size) = self.handles.writing_size(ino) {
-            return Ok(size);
+    /// The size and metadata of a file about to be written: what this mount's writers see,
+    /// else hoard's.
+    async fn current(&self, ino: u64, path: &str) -> Result<(u64, Metadata), Errno> {
+        if let Some((size, posix)) = self.handles.writing(ino) {
+            return Ok((size, posix.merged_into(&[])));
         }
         let meta = self.client.stat(path).await.map_err(|e| errno(&e, Op::Other))?;
-        Ok(meta.size)
+        Ok((meta.size, meta.metadata.unwrap_or_default().into_iter().collect()))
     }
 
     /// Whether the kernel may keep the pages it caches for `ino`: only when the version opened

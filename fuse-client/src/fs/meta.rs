@@ -10,22 +10,35 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use fuser::{Errno, FileAttr};
-use hoard_client::ListEntry;
 use hoard_client::path::HoardPath;
+use hoard_client::{FileMeta, ListEntry};
 
 use super::Inner;
 use crate::attr::{dir_attr, file_attr};
 use crate::dir::{PAGE_ENTRIES, child_of};
 use crate::errno::{Op, errno};
 use crate::inode::{Kind, child_path};
+use crate::posix::Posix;
 
 /// What a path is, as hoard answers now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Found {
-    /// A file of `size` bytes modified at `mtime_ms`.
-    File { size: u64, mtime_ms: u64 },
+    /// A file (or symbolic link) of `size` bytes modified at `mtime_ms`, with the attributes
+    /// its metadata holds.
+    File { size: u64, mtime_ms: u64, posix: Posix },
     /// A directory.
     Dir,
+}
+
+impl Found {
+    /// A file as hoard's metadata describes it.
+    pub(super) fn file(meta: &FileMeta) -> Found {
+        Found::File {
+            size: meta.size,
+            mtime_ms: meta.mtime_ms,
+            posix: meta.metadata.as_deref().map(Posix::from_pairs).unwrap_or_default(),
+        }
+    }
 }
 
 /// Listing pages a lookup reads through to find an empty directory in its parent.
@@ -46,9 +59,9 @@ impl Inner {
                 let ino = self.inodes.lock().upsert(path, Kind::Dir);
                 dir_attr(ino, self.started, &self.config)
             }
-            Found::File { size, mtime_ms } => {
+            Found::File { size, mtime_ms, posix } => {
                 let ino = self.inodes.lock().upsert(path, Kind::File);
-                file_attr(ino, size, mtime_ms, SystemTime::now(), &self.config)
+                file_attr(ino, size, mtime_ms, SystemTime::now(), &posix, &self.config)
             }
         }
     }
@@ -65,17 +78,18 @@ impl Inner {
         }
         let known = self.inodes.lock().find(path);
         if let Some((ino, Kind::File)) = known
-            && let Some(size) = self.handles.writing_size(ino)
+            && let Some((size, posix)) = self.handles.writing(ino)
         {
             // Being written through this mount, not yet published.
-            return Ok(Found::File { size, mtime_ms: 0 });
+            return Ok(Found::File {
+                size,
+                mtime_ms: 0,
+                posix,
+            });
         }
         let (stat, list) = tokio::join!(self.client.stat(path), self.client.list_page(path, false, None, 1));
         match (stat, list) {
-            (Ok(meta), _) => Ok(Found::File {
-                size: meta.size,
-                mtime_ms: meta.mtime_ms,
-            }),
+            (Ok(meta), _) => Ok(Found::file(&meta)),
             (_, Ok(page)) if !page.entries.is_empty() => Ok(Found::Dir),
             (Err(e), _) if !e.is_not_found() => Err(errno(&e, Op::Other)),
             (_, Err(e)) if !e.is_not_found() => Err(errno(&e, Op::Other)),
@@ -127,45 +141,99 @@ impl Inner {
         if let Some(handle) = fh.and_then(|fh| self.handles.get(fh)).filter(|h| h.ino == ino) {
             if handle.writer.is_some() {
                 let size = handle.size.load(Ordering::Acquire);
-                return Ok(file_attr(ino, size, 0, SystemTime::now(), &self.config));
+                return Ok(file_attr(
+                    ino,
+                    size,
+                    0,
+                    SystemTime::now(),
+                    &handle.attrs.posix(),
+                    &self.config,
+                ));
             }
             if let Some(file) = handle.reader.get() {
                 let meta = file.meta();
-                return Ok(file_attr(ino, meta.size, meta.mtime_ms, self.started, &self.config));
+                return Ok(self.file_attr_of(ino, meta));
             }
         }
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
             return Ok(dir_attr(ino, self.started, &self.config));
         }
-        if let Some(size) = self.handles.writing_size(ino) {
-            return Ok(file_attr(ino, size, 0, SystemTime::now(), &self.config));
+        if let Some((size, posix)) = self.handles.writing(ino) {
+            return Ok(file_attr(ino, size, 0, SystemTime::now(), &posix, &self.config));
         }
         let meta = self.client.stat(&node.path).await.map_err(|e| errno(&e, Op::Other))?;
-        Ok(file_attr(ino, meta.size, meta.mtime_ms, self.started, &self.config))
+        Ok(self.file_attr_of(ino, &meta))
     }
 
-    /// Truncate (to 0, or to the size the file has) and accept mode, owner and time changes
-    /// without keeping them (hoard stores none of them yet).
+    /// The attributes of inode `ino`, a file hoard describes as `meta`.
+    fn file_attr_of(&self, ino: u64, meta: &FileMeta) -> FileAttr {
+        let posix = meta.metadata.as_deref().map(Posix::from_pairs).unwrap_or_default();
+        file_attr(ino, meta.size, meta.mtime_ms, self.started, &posix, &self.config)
+    }
+
+    /// Truncate (to 0, or to the size the file has), and change mode, owner and modification
+    /// time (`change`): kept in the file's metadata. A file open for writing through this mount
+    /// gets them when it is published. Directories keep none (hoard has no directory objects
+    /// to hold them): the change is accepted and not kept.
     pub(super) async fn setattr(
         &self,
         ino: u64,
         size: Option<u64>,
-        other: bool,
+        change: Option<Posix>,
         fh: Option<u64>,
     ) -> Result<FileAttr, Errno> {
         self.writable()?;
         let node = self.node(ino)?;
-        if other {
-            tracing::debug!(path = node.path, "mode, owner and times are not kept");
-        }
         if let Some(size) = size {
             if node.kind == Kind::Dir {
                 return Err(Errno::EISDIR);
             }
             self.truncate(ino, &node.path, size, fh).await?;
         }
+        if let Some(change) = change {
+            if node.kind == Kind::Dir {
+                tracing::debug!(path = node.path, "directories keep no mode, owner or times");
+            } else {
+                self.change_attrs(ino, &node.path, change).await?;
+            }
+        }
         self.getattr(ino, fh).await
+    }
+
+    /// Keep `change` in the metadata of file `path`: on its open write handles when it is
+    /// being written through this mount, else on the file in hoard.
+    async fn change_attrs(&self, ino: u64, path: &str, change: Posix) -> Result<(), Errno> {
+        let writers: Vec<_> = self
+            .handles
+            .of_inode(ino)
+            .into_iter()
+            .filter(|h| h.writer.is_some())
+            .collect();
+        let mut pending = false;
+        for handle in &writers {
+            let w = handle.writer.as_ref().expect("filtered on writer").lock().await;
+            if w.needs_commit() {
+                handle.attrs.update(change);
+                pending = true;
+            }
+        }
+        if pending {
+            return Ok(());
+        }
+        let meta = self.client.stat(path).await.map_err(|e| errno(&e, Op::Other))?;
+        let current = meta.metadata.unwrap_or_default();
+        let changed = Posix::from_pairs(&current).updated(change).merged_into(&current);
+        self.client
+            .set_metadata(path, &changed)
+            .await
+            .map_err(|e| errno(&e, Op::WriteFile))?;
+        // Later opens for writing start from the new attributes.
+        for handle in writers {
+            handle.attrs.update(change);
+            let _ = handle.attrs.take_changed();
+        }
+        Ok(())
     }
 
     async fn truncate(&self, ino: u64, path: &str, size: u64, fh: Option<u64>) -> Result<(), Errno> {

@@ -1,11 +1,17 @@
 //! mkdir, rmdir, unlink and rename: one hoard call each, at the mount's coordinator.
 
+use bytes::Bytes;
 use fuser::{Errno, FileAttr, RenameFlags};
+use hoard_client::CreateOptions;
 
 use super::Inner;
 use super::meta::Found;
 use crate::errno::{Op, errno};
 use crate::inode::{Kind, child_path};
+use crate::posix::Posix;
+
+/// Longest symbolic link target (`PATH_MAX`).
+const MAX_LINK_TARGET: usize = 4096;
 
 impl Inner {
     pub(super) async fn mkdir(&self, parent: u64, name: &str) -> Result<FileAttr, Errno> {
@@ -13,6 +19,51 @@ impl Inner {
         let path = self.child_in_mount(parent, name)?;
         self.client.mkdir(&path).await.map_err(|e| errno(&e, Op::Other))?;
         Ok(self.attr_of(&path, Found::Dir))
+    }
+
+    /// A symbolic link: a small object holding the target, its mode marking it a link
+    /// (see [`crate::posix`]). Published at once, like any close.
+    pub(super) async fn symlink(&self, parent: u64, name: &str, target: &str, owner: Posix) -> Result<FileAttr, Errno> {
+        self.writable()?;
+        let path = self.child_in_mount(parent, name)?;
+        if target.is_empty() || target.len() > MAX_LINK_TARGET {
+            return Err(if target.is_empty() {
+                Errno::ENOENT
+            } else {
+                Errno::ENAMETOOLONG
+            });
+        }
+        let options = CreateOptions {
+            exclusive: true,
+            append: false,
+            metadata: owner.merged_into(&[]),
+        };
+        let mut writer = self
+            .client
+            .create(&path, options)
+            .await
+            .map_err(|e| errno(&e, Op::WriteFile))?;
+        writer
+            .write(target.as_bytes())
+            .await
+            .map_err(|e| errno(&e, Op::WriteFile))?;
+        let meta = writer.close().await.map_err(|e| errno(&e, Op::WriteFile))?;
+        Ok(self.attr_of(&path, Found::file(&meta)))
+    }
+
+    /// The target of symbolic link `ino`: its content.
+    pub(super) async fn readlink(&self, ino: u64) -> Result<Bytes, Errno> {
+        let node = self.node(ino)?;
+        if node.kind != Kind::File {
+            return Err(Errno::EINVAL);
+        }
+        let meta = self.client.stat(&node.path).await.map_err(|e| errno(&e, Op::Other))?;
+        let posix = meta.metadata.as_deref().map(Posix::from_pairs).unwrap_or_default();
+        if !posix.is_symlink() || meta.size > MAX_LINK_TARGET as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let file = self.client.open(&node.path).await.map_err(|e| errno(&e, Op::Other))?;
+        file.read(0, meta.size).await.map_err(|e| errno(&e, Op::Other))
     }
 
     /// unlink (`kind` = file) or rmdir (`kind` = directory, refused when not empty).

@@ -26,6 +26,7 @@ impl Handler for Toy {
                     version: "v".into(),
                     mtime_ms: 0,
                     homed: false,
+                    metadata: None,
                 };
                 Reply {
                     message: Response::Stat(meta),
@@ -41,6 +42,7 @@ impl Handler for Toy {
                     version: "v".into(),
                     mtime_ms: 0,
                     homed: false,
+                    metadata: None,
                 }))
             }
             _ => Reply::error(Status::Unsupported, "toy"),

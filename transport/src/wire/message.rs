@@ -81,6 +81,20 @@ pub struct WriteOpenRequest {
     pub append: bool,
     /// Fail with `AlreadyExists` if the path exists (ignored with `append`).
     pub exclusive: bool,
+    /// User metadata of the new file (keys and values as `hoard_ufs::validate_metadata` allows).
+    /// Ignored with `append`: an appended file keeps its metadata.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Replace the user metadata of a file (its content stays as it is).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SetMetadataRequest {
+    /// Mount name.
+    pub mount: String,
+    /// Path of the file.
+    pub path: String,
+    /// The file's whole new user metadata.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// Answer to [`WriteOpenRequest`].
@@ -179,6 +193,8 @@ pub enum Request {
     Mkdir(PathRequest),
     /// Wait until everything written under a path has reached the under-store.
     Sync(PathRequest),
+    /// Replace a file's user metadata.
+    SetMetadata(SetMetadataRequest),
 }
 
 /// Answer to [`Hello`].
@@ -207,6 +223,9 @@ pub struct FileMeta {
     /// stat): read it there, not from the chunk owners, and never straight from the under-store
     /// (it may not be there yet).
     pub homed: bool,
+    /// User metadata (S3's `x-amz-meta-*`), sorted by key; `None` where the answer does not
+    /// know it (listings of the under-store, which carry none).
+    pub metadata: Option<Vec<(String, String)>>,
 }
 
 /// One entry of a listing.
@@ -381,6 +400,8 @@ pub enum MessageKind {
     Mkdir = 64,
     /// [`Request::Sync`].
     Sync = 66,
+    /// [`Request::SetMetadata`].
+    SetMetadata = 68,
     /// [`Response::Done`].
     Done = 98,
     /// [`Response::Error`].
@@ -406,6 +427,7 @@ impl Request {
             Request::Delete(_) => MessageKind::Delete,
             Request::Mkdir(_) => MessageKind::Mkdir,
             Request::Sync(_) => MessageKind::Sync,
+            Request::SetMetadata(_) => MessageKind::SetMetadata,
         }
     }
 }
@@ -429,6 +451,7 @@ impl ArchivedRequest {
             ArchivedRequest::Delete(_) => MessageKind::Delete,
             ArchivedRequest::Mkdir(_) => MessageKind::Mkdir,
             ArchivedRequest::Sync(_) => MessageKind::Sync,
+            ArchivedRequest::SetMetadata(_) => MessageKind::SetMetadata,
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct FileEntry {
     pub segments: Vec<Segment>,
     /// Once persisted: the under-store's version of the object.
     pub ufs_version: Option<String>,
+    /// User metadata the object gets. `None`: whatever the under-store object it was renamed
+    /// from has (not known yet: a directory's listing carries no metadata).
+    pub metadata: Option<Vec<(String, String)>>,
 }
 
 /// What a path is.
@@ -104,6 +107,14 @@ impl Entry {
     /// The file, when the entry is a file.
     pub fn file(&self) -> Option<&FileEntry> {
         match &self.kind {
+            EntryKind::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The file, to change it.
+    pub fn file_mut(&mut self) -> Option<&mut FileEntry> {
+        match &mut self.kind {
             EntryKind::File(f) => Some(f),
             _ => None,
         }
@@ -330,6 +341,7 @@ mod tests {
                 mtime_ms: 0,
                 segments,
                 ufs_version: None,
+                metadata: None,
             }),
             state,
         }

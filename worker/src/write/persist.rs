@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use hoard_ufs::{CompletedPart, MIN_PART_SIZE, ObjectMeta, UfsError, UfsResult, UnderStore};
+use hoard_ufs::{CompletedPart, MIN_PART_SIZE, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore};
 
 use super::journal::Journal;
 use super::namespace::Segment;
@@ -217,7 +217,8 @@ impl SegmentReader {
         }
     }
 
-    /// Build the object at `path` from `segments`; returns its metadata.
+    /// Build the object at `path` from `segments`, with user `metadata` (`None`: that of the
+    /// under-store object the first segment comes from); returns its metadata.
     ///
     /// # Errors
     /// The under-store's error; a multipart upload that fails is aborted.
@@ -225,20 +226,37 @@ impl SegmentReader {
         &self,
         path: &str,
         segments: &[Segment],
+        metadata: Option<&Metadata>,
         part_size: u64,
         whole_object: impl Fn(&Segment) -> bool,
         log: &(dyn Fn(&str, &str, bool) + Send + Sync),
     ) -> UfsResult<ObjectMeta> {
-        match plan(segments, part_size, whole_object) {
-            Plan::Copy { path: src } => self.ufs.copy(&src, path).await,
-            Plan::Put(segs) => self.ufs.put(path, self.read(&segs).await?).await,
+        let plan = plan(segments, part_size, whole_object);
+        let metadata = match (metadata, &plan) {
+            (Some(m), _) => Some(m.clone()),
+            // A copy keeps its source's metadata by itself.
+            (None, Plan::Copy { .. }) => None,
+            (None, _) => Some(self.source_metadata(segments).await?),
+        };
+        let or_none = metadata.clone().unwrap_or_default();
+        match plan {
+            Plan::Copy { path: src } => self.ufs.copy_with(&src, path, metadata.as_ref()).await,
+            Plan::Put(segs) => self.ufs.put_with(path, self.read(&segs).await?, &or_none).await,
             Plan::Multipart(parts) => {
-                let upload_id = self.ufs.create_multipart(path).await?;
+                let upload_id = self.ufs.create_multipart_with(path, &or_none).await?;
                 log(path, &upload_id, true);
                 let result = self.finish_multipart(path, &upload_id, parts).await;
                 log(path, &upload_id, false);
                 result
             }
+        }
+    }
+
+    /// The user metadata of the under-store object the first segment reads (none without one).
+    async fn source_metadata(&self, segments: &[Segment]) -> UfsResult<Metadata> {
+        match segments.first() {
+            Some(Segment::Ufs { path, .. }) => Ok(self.ufs.stat(path).await?.metadata.unwrap_or_default()),
+            _ => Ok(Metadata::new()),
         }
     }
 

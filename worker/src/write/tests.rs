@@ -78,13 +78,19 @@ impl Fixture {
     }
 
     async fn put(&self, path: &str, data: &[u8]) -> WriteResult<Option<FileMeta>> {
-        let (h, _) = self.write.open_session("m", path, false, false).await?;
+        let (h, _) = self
+            .write
+            .open_session("m", path, false, false, Default::default())
+            .await?;
         self.write.write(h, 0, Bytes::copy_from_slice(data)).await?;
         self.write.publish(h, data.len() as u64, true).await
     }
 
     async fn append(&self, path: &str, data: &[u8]) -> WriteResult<Option<FileMeta>> {
-        let (h, _) = self.write.open_session("m", path, true, false).await?;
+        let (h, _) = self
+            .write
+            .open_session("m", path, true, false, Default::default())
+            .await?;
         self.write.write(h, 0, Bytes::copy_from_slice(data)).await?;
         self.write.publish(h, data.len() as u64, true).await
     }
@@ -148,7 +154,11 @@ async fn acknowledged_writes_survive_a_restart_and_persist_after_it() {
     f.put("dir/y", b"why").await.expect("put");
     f.write.rename("m", "dir", "moved").await.expect("rename");
     // An unfinished session: never acknowledged, must not appear.
-    let (h, _) = f.write.open_session("m", "partial", false, false).await.expect("open");
+    let (h, _) = f
+        .write
+        .open_session("m", "partial", false, false, Default::default())
+        .await
+        .expect("open");
     f.write.write(h, 0, Bytes::from_static(b"lost")).await.expect("write");
     assert!(
         ufs_bytes(&f.store, "x").await.is_none(),
@@ -250,9 +260,16 @@ async fn renames_and_deletes_follow_posix_rules() {
 async fn exclusive_create_refuses_an_existing_path() {
     let f = Fixture::new(WriteMode::Back);
     f.put("p", b"1").await.expect("put");
-    let e = f.write.open_session("m", "p", false, true).await.expect_err("exists");
+    let e = f
+        .write
+        .open_session("m", "p", false, true, Default::default())
+        .await
+        .expect_err("exists");
     assert_eq!(e.status, Status::AlreadyExists);
-    f.write.open_session("m", "q", false, true).await.expect("a new path");
+    f.write
+        .open_session("m", "q", false, true, Default::default())
+        .await
+        .expect("a new path");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +295,11 @@ async fn cache_only_data_stays_local_within_its_capacity() {
 async fn through_mode_acknowledges_once_the_store_has_it() {
     let f = Fixture::new(WriteMode::Through);
     let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
-    let (h, _) = f.write.open_session("m", "big", false, false).await.expect("open");
+    let (h, _) = f
+        .write
+        .open_session("m", "big", false, false, Default::default())
+        .await
+        .expect("open");
     for (i, piece) in big.chunks(1 << 20).enumerate() {
         f.write
             .write(h, (i << 20) as u64, Bytes::copy_from_slice(piece))
@@ -314,13 +335,13 @@ async fn bad_requests_get_clear_errors() {
     let f = Fixture::new(WriteMode::Back);
     let e = f
         .write
-        .open_session("nope", "x", false, false)
+        .open_session("nope", "x", false, false, Default::default())
         .await
         .expect_err("no mount");
     assert_eq!(e.status, Status::InvalidArgument);
     let e = f
         .write
-        .open_session("m", "a//b", false, false)
+        .open_session("m", "a//b", false, false, Default::default())
         .await
         .expect_err("bad path");
     assert_eq!(e.status, Status::InvalidArgument);
@@ -330,7 +351,11 @@ async fn bad_requests_get_clear_errors() {
         .await
         .expect_err("no session");
     assert_eq!(e.status, Status::NoSuchSession);
-    let (h, _) = f.write.open_session("m", "gap", false, false).await.expect("open");
+    let (h, _) = f
+        .write
+        .open_session("m", "gap", false, false, Default::default())
+        .await
+        .expect("open");
     f.write
         .write(h, 10, Bytes::from_static(b"x"))
         .await
@@ -431,4 +456,104 @@ async fn a_file_renamed_away_and_back_persists() {
     f.sync().await;
     assert_eq!(ufs_bytes(&f.store, "x").await.as_deref(), Some(&b"xx"[..]));
     assert!(ufs_bytes(&f.store, "y").await.is_none());
+}
+
+fn md(pairs: &[(&str, &str)]) -> Metadata {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+async fn ufs_metadata(store: &LocalUnderStore, path: &str) -> Metadata {
+    store
+        .stat(path)
+        .await
+        .expect("in the store")
+        .metadata
+        .expect("stat returns metadata")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_kept_through_appends_renames_and_changes_in_both_modes() {
+    for mode in [WriteMode::Back, WriteMode::Through] {
+        let f = Fixture::new(mode);
+        let first = md(&[("mode", "33261"), ("uid", "7")]);
+        let (h, _) = f
+            .write
+            .open_session("m", "f", false, false, first.clone())
+            .await
+            .expect("open");
+        f.write.write(h, 0, Bytes::from_static(b"abc")).await.expect("write");
+        let meta = f.write.publish(h, 3, true).await.expect("commit").expect("meta");
+        assert_eq!(
+            meta.metadata,
+            Some(metadata_vec(&first)),
+            "{mode:?}: the commit answers it"
+        );
+        f.sync().await;
+        assert_eq!(
+            ufs_metadata(&f.store, "f").await,
+            first,
+            "{mode:?}: persisted with the object"
+        );
+
+        // An append keeps it, a rename carries it.
+        f.append("f", b"def").await.expect("append");
+        f.write.rename("m", "f", "g").await.expect("rename");
+        f.sync().await;
+        assert_eq!(ufs_bytes(&f.store, "g").await.as_deref(), Some(&b"abcdef"[..]));
+        assert_eq!(
+            ufs_metadata(&f.store, "g").await,
+            first,
+            "{mode:?}: after append and rename"
+        );
+
+        // A change of an object that is only in the under-store: copied onto itself.
+        f.store
+            .put("plain", Bytes::from_static(b"outside"))
+            .await
+            .expect("seed");
+        let second = md(&[("mode", "41471")]);
+        let changed = f.write.set_metadata("m", "plain", second.clone()).await.expect("set");
+        assert_eq!(changed.metadata, Some(metadata_vec(&second)));
+        assert_eq!(
+            f.write.stat("m", "plain").expect("overlay").expect("file").metadata,
+            Some(metadata_vec(&second)),
+            "{mode:?}: stat sees the change at once"
+        );
+        f.sync().await;
+        assert_eq!(ufs_metadata(&f.store, "plain").await, second, "{mode:?}");
+        assert_eq!(ufs_bytes(&f.store, "plain").await.as_deref(), Some(&b"outside"[..]));
+        assert_eq!(f.read("plain").await, b"outside");
+
+        let e = f
+            .write
+            .set_metadata("m", "missing", second.clone())
+            .await
+            .expect_err("no file");
+        assert_eq!(e.status, Status::NotFound);
+        let e = f
+            .write
+            .set_metadata("m", "g", md(&[("Bad Key", "x")]))
+            .await
+            .expect_err("bad key");
+        assert_eq!(e.status, Status::InvalidArgument, "{}", e.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_survives_a_restart_before_the_upload() {
+    let mut f = Fixture::new(WriteMode::Back);
+    f.store.put("u", Bytes::from_static(b"u")).await.expect("seed");
+    let m = md(&[("mtime", "1700000000")]);
+    f.write.set_metadata("m", "u", m.clone()).await.expect("set");
+    let (h, _) = f
+        .write
+        .open_session("m", "n", false, false, m.clone())
+        .await
+        .expect("open");
+    f.write.write(h, 0, Bytes::from_static(b"new")).await.expect("write");
+    f.write.publish(h, 3, true).await.expect("commit");
+    f.restart();
+    f.sync().await;
+    assert_eq!(ufs_metadata(&f.store, "u").await, m);
+    assert_eq!(ufs_metadata(&f.store, "n").await, m);
 }
