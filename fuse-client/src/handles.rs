@@ -99,6 +99,11 @@ impl PendingAttrs {
         self.metadata.lock().clone()
     }
 
+    /// Changes that could not be set yet stay pending for the next publish.
+    pub fn still_changed(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
     /// The metadata to set after a publish that was not a create, if anything changed.
     pub fn take_changed(&self) -> Option<Metadata> {
         self.changed

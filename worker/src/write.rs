@@ -1741,11 +1741,17 @@ impl WritePath {
 
     /// Upload an entry's bytes to `path` now (through-mode appends).
     async fn upload_now(&self, m: &MountWrite, path: &str, entry: &Entry) -> WriteResult<ObjectMeta> {
+        let f = entry.file().expect("a file entry");
+        self.upload_file(m, path, f).await.map_err(|e| WriteError::ufs(&e))
+    }
+
+    /// Build the object of file `f` at `path` from its segments, with its metadata, logging
+    /// the multipart upload it opens.
+    async fn upload_file(&self, m: &MountWrite, path: &str, f: &FileEntry) -> UfsResult<ObjectMeta> {
         let reader = SegmentReader {
             journal: self.journal.clone(),
             ufs: m.ufs.clone(),
         };
-        let f = entry.file().expect("a file entry");
         reader
             .upload(
                 path,
@@ -1758,7 +1764,6 @@ impl WritePath {
                 },
             )
             .await
-            .map_err(|e| WriteError::ufs(&e))
     }
 
     // ---- lookups that consult the under-store -------------------------------------------
@@ -1937,19 +1942,14 @@ impl WritePath {
             // copy (S3 refuses to copy an object onto itself), only check it is still that one.
             // Its metadata may have changed (chmod, touch through a mount): then the object is
             // copied onto itself with the new metadata.
-            EntryKind::File(FileEntry {
-                segments,
-                metadata,
-                size,
-                ..
-            }) if own_object(segments, path).is_some() => {
-                let version = own_object(segments, path).unwrap_or_default();
+            EntryKind::File(f) if own_object(&f.segments, path).is_some() => {
+                let version = own_object(&f.segments, path).unwrap_or_default();
                 let meta = m.ufs.stat(path).await?;
-                let wanted = metadata.as_ref().map(|v| v.iter().cloned().collect::<Metadata>());
+                let wanted = entry_metadata(f);
                 if meta.version != version {
                     // A copy onto itself that a run which died before logging it already made
                     // (the copy gives the object a new version on some stores).
-                    if wanted.is_some() && meta.metadata == wanted && meta.size == *size {
+                    if wanted.is_some() && meta.metadata == wanted && meta.size == f.size {
                         return Ok(Some(meta));
                     }
                     return Err(UfsError::VersionMismatch {
@@ -1964,25 +1964,7 @@ impl WritePath {
                     _ => Ok(Some(meta)),
                 }
             }
-            EntryKind::File(f) => {
-                let reader = SegmentReader {
-                    journal: self.journal.clone(),
-                    ufs: m.ufs.clone(),
-                };
-                reader
-                    .upload(
-                        path,
-                        &f.segments,
-                        entry_metadata(f).as_ref(),
-                        self.config.part_size,
-                        whole_object,
-                        &|key, id, open| {
-                            self.log_upload(&m.name, key, id, open);
-                        },
-                    )
-                    .await
-                    .map(Some)
-            }
+            EntryKind::File(f) => self.upload_file(m, path, f).await.map(Some),
             EntryKind::Dir => m.ufs.put(path, Bytes::new()).await.map(Some),
             EntryKind::Deleted => m.ufs.delete(path).await.map(|()| None),
         }

@@ -140,7 +140,7 @@ impl Inner {
             // Not published yet (a close in another process than the writer's): the writer's
             // own close sets them.
             Err(e) if e.is_not_found() => {
-                handle.attrs.update(Posix::default());
+                handle.attrs.still_changed();
                 Ok(())
             }
             Err(e) => Err(errno(&e, Op::WriteFile)),
