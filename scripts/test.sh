@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 need_cargo
-apt_install gcc memcached iperf3 fuse3
+apt_install gcc memcached iperf3 fuse3 fio rsync
 ensure_garage
 build_nodelay_shim
 export CARGO_TERM_COLOR=never

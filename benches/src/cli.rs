@@ -29,6 +29,10 @@ pub enum Command {
     /// Checkpoint save throughput: N writers streaming shards through hoard (`back` and
     /// `through` mode, on Garage), against local disk with fsync and straight S3 uploads.
     Checkpoint(CheckpointArgs),
+    /// The FUSE mount under fio: sequential 1 MiB and random 4 KiB reads, cold and warm, side by
+    /// side with the same files on local disk and the native client; and a listing of a large
+    /// directory through the mount, the CLI and local disk.
+    Fuse(FuseArgs),
 }
 
 /// Flags of `hoard-bench read`.
@@ -240,6 +244,88 @@ impl CheckpointArgs {
         }
         if plan.shard_bytes < 1 << 20 || !plan.shard_bytes.is_multiple_of(1 << 20) {
             bail!("--shard-size must be a whole number of MiB, not {}", plan.shard_bytes);
+        }
+        Ok(plan)
+    }
+}
+
+/// Flags of `hoard-bench fuse`.
+#[derive(Debug, Args)]
+pub struct FuseArgs {
+    /// The `hoard` binary that runs the worker and the mount (default: the workspace's
+    /// `target/release/hoard`).
+    #[arg(long, env = "HOARD_BIN")]
+    pub hoard_bin: Option<PathBuf>,
+    /// Files read, one fio job (and one native reader) each [default: 4; --quick: 2].
+    #[arg(long)]
+    pub files: Option<usize>,
+    /// Bytes of each file [default: 256MiB; --quick: 32MiB].
+    #[arg(long)]
+    pub file_size: Option<ByteSize>,
+    /// Length of each random-read run, in seconds [default: 10; --quick: 2].
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Entries of the directory that is listed [default: 100000; --quick: 10000].
+    #[arg(long)]
+    pub entries: Option<usize>,
+    /// Directory for the files and the mount point (a local disk: the local-disk peer reads the
+    /// files there) [default: the system's temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Small and fast (2 files of 32 MiB, 2 s random runs, 10,000 entries): checks that the
+    /// harness works. Explicit flags still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What a `fuse` run does, every default applied.
+#[derive(Debug, Clone)]
+pub struct FusePlan {
+    /// The `hoard` binary.
+    pub hoard_bin: PathBuf,
+    /// Files read at once.
+    pub files: usize,
+    /// Bytes per file.
+    pub file_bytes: u64,
+    /// Length of each random-read run.
+    pub random_run: Duration,
+    /// Entries of the listed directory.
+    pub entries: usize,
+    /// Where the files and the mount point go.
+    pub dir: PathBuf,
+    /// Quick mode.
+    pub quick: bool,
+    /// JSON output file.
+    pub json: Option<PathBuf>,
+}
+
+impl FuseArgs {
+    /// The plan: quick or full defaults, overridden by explicit flags, then checked.
+    ///
+    /// # Errors
+    /// When a value is out of range or the `hoard` binary cannot be found.
+    pub fn resolve(self) -> anyhow::Result<FusePlan> {
+        let q = self.quick;
+        let plan = FusePlan {
+            hoard_bin: hoard_bin(self.hoard_bin)?,
+            files: self.files.unwrap_or(if q { 2 } else { 4 }),
+            file_bytes: self
+                .file_size
+                .map_or(if q { 32 << 20 } else { 256 << 20 }, |s| s.as_u64()),
+            random_run: Duration::from_secs(self.seconds.unwrap_or(if q { 2 } else { 10 })),
+            entries: self.entries.unwrap_or(if q { 10_000 } else { 100_000 }),
+            dir: self.dir.unwrap_or_else(std::env::temp_dir),
+            quick: q,
+            json: self.json,
+        };
+        if !(1..=64).contains(&plan.files) || plan.random_run.is_zero() {
+            bail!("--files must be from 1 to 64 and --seconds at least 1");
+        }
+        if plan.file_bytes < 1 << 20 || !plan.file_bytes.is_multiple_of(1 << 20) {
+            bail!("--file-size must be a whole number of MiB, not {}", plan.file_bytes);
         }
         Ok(plan)
     }

@@ -11,6 +11,7 @@ use clap::Parser;
 
 mod checkpoint;
 mod cli;
+mod fuse;
 mod garage;
 mod hoard_side;
 mod iperf;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
             .resolve()
             .and_then(checkpoint::run)
             .context("run the checkpoint benchmark"),
+        cli::Command::Fuse(args) => args.resolve().and_then(fuse::run).context("run the FUSE benchmark"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
