@@ -14,12 +14,14 @@
 //! A key ending in `/` is a directory marker ([`marker`]), stored as the directory itself: it holds
 //! no data, any existing directory stats as one, listings show a directory as one only while it is
 //! empty, and deleting the last object under a directory removes the directory (marker included).
-//! A write into a new directory, or a delete that prunes one, leaves it empty for a moment, and a
-//! listing made meanwhile may show it as a marker.
+//! A write into a new directory, or a delete that prunes one, leaves it empty for a moment; a
+//! listing that finds an empty directory waits for such changes to finish and looks again
+//! ([`settle`]), so it never shows a marker nobody made.
 
 mod listing;
 mod marker;
 mod multipart;
+mod settle;
 mod walk;
 
 use std::fs::{self, File};
@@ -305,6 +307,7 @@ fn read_fully_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> 
 /// often share one). Two writers racing on one key with same-size data within one tick can still
 /// give two contents one tag.
 fn write_atomically(
+    root: &Path,
     key: &str,
     target: &Path,
     metadata: &Metadata,
@@ -313,7 +316,7 @@ fn write_atomically(
     let dir = target
         .parent()
         .expect("a validated key always has a parent directory (the root)");
-    let mut tmp = temp_file_in(dir).map_err(|e| write_error(key, e))?;
+    let mut tmp = temp_file_in(root, dir).map_err(|e| write_error(key, e))?;
     fill(tmp.as_file_mut()).map_err(|e| UfsError::io(key, e))?;
     write_metadata(tmp.path(), metadata).map_err(|e| UfsError::io(key, e))?;
     tmp.as_file().sync_all().map_err(|e| UfsError::io(key, e))?;
@@ -328,8 +331,10 @@ fn write_atomically(
 }
 
 /// A hidden temporary file in `dir`, creating the directory. A concurrent delete may prune the
-/// directory between the two steps, hence the retries.
-fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+/// directory between the two steps, hence the retries. A directory made here is empty until the
+/// file is in it: listings wait for that ([`settle`]).
+fn temp_file_in(root: &Path, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let _changing = settle::changing(root);
     let mut attempts = 0;
     loop {
         // `create_dir_all` itself races with pruning: a directory it found existing may be gone
@@ -376,13 +381,13 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Creates or replaces object (or marker) `key` at `file` with `data` and `metadata`.
-fn put_blocking(key: &str, file: &Path, data: &[u8], metadata: &Metadata) -> UfsResult<ObjectMeta> {
+fn put_blocking(root: &Path, key: &str, file: &Path, data: &[u8], metadata: &Metadata) -> UfsResult<ObjectMeta> {
     validate_metadata(key, metadata)?;
     if marker::is_marker(key) {
         refuse_marker_metadata(key, metadata)?;
-        return marker::put(key, file, data);
+        return marker::put(root, key, file, data);
     }
-    write_atomically(key, file, metadata, |f| f.write_all(data))
+    write_atomically(root, key, file, metadata, |f| f.write_all(data))
 }
 
 /// A marker is a directory here, which keeps no metadata.
@@ -397,6 +402,7 @@ fn refuse_marker_metadata(key: &str, metadata: &Metadata) -> UfsResult<()> {
 }
 
 fn copy_blocking(
+    root: &Path,
     src_key: &str,
     src: &Path,
     dst_key: &str,
@@ -414,7 +420,7 @@ fn copy_blocking(
                 "a directory marker cannot hold a copy of a non-empty object",
             ));
         }
-        return put_blocking(dst_key, dst, &[], metadata.unwrap_or(&Metadata::new()));
+        return put_blocking(root, dst_key, dst, &[], metadata.unwrap_or(&Metadata::new()));
     }
     let mut from = File::open(src).map_err(|e| UfsError::io(src_key, e))?;
     if !from.metadata().map_err(|e| UfsError::io(src_key, e))?.is_file() {
@@ -426,11 +432,13 @@ fn copy_blocking(
         Some(m) => m.clone(),
         None => read_metadata(src_key, src)?,
     };
-    write_atomically(dst_key, dst, &metadata, |to| io::copy(&mut from, to).map(drop))
+    write_atomically(root, dst_key, dst, &metadata, |to| io::copy(&mut from, to).map(drop))
 }
 
 /// Removes the file (or marker) of `key`, then the directories this left empty, up to the root.
 fn delete_blocking(root: &Path, key: &str, file: &Path) -> UfsResult<()> {
+    // The directories this empties stay empty until pruned: listings wait for that.
+    let _changing = settle::changing(root);
     if marker::is_marker(key) {
         return marker::delete(root, key, file);
     }
@@ -495,8 +503,13 @@ impl UnderStore for LocalUnderStore {
     }
 
     async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
-        let (key, file, metadata) = (path.to_owned(), self.file_of(path)?, metadata.clone());
-        blocking(move || put_blocking(&key, &file, &data, &metadata)).await
+        let (root, key, file, metadata) = (
+            self.root.clone(),
+            path.to_owned(),
+            self.file_of(path)?,
+            metadata.clone(),
+        );
+        blocking(move || put_blocking(&root, &key, &file, &data, &metadata)).await
     }
 
     async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
@@ -560,8 +573,8 @@ impl UnderStore for LocalUnderStore {
     async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
         let (src_key, src_file) = (src.to_owned(), self.file_of(src)?);
         let (dst_key, dst_file) = (dst.to_owned(), self.file_of(dst)?);
-        let metadata = metadata.cloned();
-        blocking(move || copy_blocking(&src_key, &src_file, &dst_key, &dst_file, metadata.as_ref())).await
+        let (root, metadata) = (self.root.clone(), metadata.cloned());
+        blocking(move || copy_blocking(&root, &src_key, &src_file, &dst_key, &dst_file, metadata.as_ref())).await
     }
 }
 

@@ -55,12 +55,16 @@ pub(super) fn read_range(key: &str, dir: &Path, range: &Range<u64>, version: Opt
 }
 
 /// Creates the directory of marker `key`, which holds no data.
-pub(super) fn put(key: &str, dir: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
+pub(super) fn put(root: &Path, key: &str, dir: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
     if !data.is_empty() {
         let reason = "a key ending in `/` is a directory marker, which holds no data in a local store";
         return Err(UfsError::invalid(key, reason));
     }
-    match fs::create_dir_all(dir) {
+    // Each parent made on the way is empty until its child is: listings wait for the whole chain.
+    let changing = super::settle::changing(root);
+    let made = fs::create_dir_all(dir);
+    drop(changing);
+    match made {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let object = key.trim_end_matches('/');

@@ -154,8 +154,18 @@ impl Iterator for SortedKeys<'_> {
 /// The visible entries of directory `dir_rel` (empty, or ending with `/`) as key texts, in
 /// descending order, and whether it is a marker. A directory that vanished meanwhile (a concurrent
 /// delete pruned it) has no entries and is no marker; names that are not UTF-8 cannot be keys and
-/// are skipped.
+/// are skipped. A directory found empty is looked at again once no write or delete is midway
+/// ([`super::settle`]): it may have been empty only for a moment.
 fn entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
+    let dir = read_entries(root, dir_rel)?;
+    if !dir.is_marker || dir_rel.is_empty() {
+        return Ok(dir);
+    }
+    let _settled = super::settle::settled(root);
+    read_entries(root, dir_rel)
+}
+
+fn read_entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
     let read = match fs::read_dir(root.join(dir_rel)) {
         Ok(read) => read,
         Err(e) if is_gone(&e) => return Ok(Dir::default()),
