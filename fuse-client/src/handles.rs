@@ -30,13 +30,39 @@ pub struct FileHandle {
     /// The process that opened it (its thread-group id when known).
     pub open_pid: u32,
     /// The version being read, set at open (read handles) or at the first read.
-    pub reader: tokio::sync::OnceCell<OpenFile>,
+    pub reader: ReadSide,
     /// The write side, for handles opened for writing.
     pub writer: Option<tokio::sync::Mutex<WriteHandle>>,
     /// The file's size as this handle sees it (what `getattr` reports while a write is open).
     pub size: AtomicU64,
     /// Mode, owner and times of the file this handle writes, for its next publish.
     pub attrs: PendingAttrs,
+}
+
+/// The file a handle reads, and the path it was opened at. A rename through this mount moves
+/// an open file (POSIX keeps it open under its new name); once the old name is gone from hoard,
+/// the handle reopens the file at its inode's new path and reads on from there.
+#[derive(Debug, Default)]
+pub struct ReadSide(Mutex<Option<(String, Arc<OpenFile>)>>);
+
+impl ReadSide {
+    /// The file being read and its path, once set.
+    pub fn get(&self) -> Option<(String, Arc<OpenFile>)> {
+        self.0.lock().clone()
+    }
+
+    /// Sets the file read from now on, unless a concurrent first read set one already (which
+    /// wins); returns the one in place.
+    pub fn init(&self, path: String, file: OpenFile) -> (String, Arc<OpenFile>) {
+        self.0.lock().get_or_insert_with(|| (path, Arc::new(file))).clone()
+    }
+
+    /// The file, moved to `path`, is read from there from now on.
+    pub fn moved(&self, path: String, file: OpenFile) -> Arc<OpenFile> {
+        let file = Arc::new(file);
+        *self.0.lock() = Some((path, file.clone()));
+        file
+    }
 }
 
 /// The POSIX attributes a write handle's file gets when it is published: those of the create
@@ -120,7 +146,7 @@ impl FileHandle {
             ino,
             path,
             open_pid,
-            reader: tokio::sync::OnceCell::new(),
+            reader: ReadSide::default(),
             writer: writer.map(tokio::sync::Mutex::new),
             size: AtomicU64::new(size),
             attrs: PendingAttrs::default(),

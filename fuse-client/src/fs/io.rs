@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use fuser::{Errno, FileAttr, FopenFlags};
-use hoard_client::Metadata;
+use hoard_client::{Metadata, OpenFile};
 
 use super::Inner;
 use crate::attr::file_attr;
@@ -32,8 +32,8 @@ impl Inner {
         if flags & libc::O_ACCMODE == libc::O_RDONLY {
             let file = self.client.open(&node.path).await.map_err(|e| errno(&e, Op::Other))?;
             let keep = self.keep_cache(ino, &file.meta().version);
-            let handle = FileHandle::new(ino, node.path, pid, None);
-            handle.reader.set(file).expect("a new handle has no reader yet");
+            let handle = FileHandle::new(ino, node.path.clone(), pid, None);
+            handle.reader.init(node.path, file);
             return Ok((self.handles.insert(handle), self.open_flags(keep)));
         }
         self.writable()?;
@@ -92,14 +92,49 @@ impl Inner {
                 return Ok(Bytes::new());
             }
         }
-        let file = handle
-            .reader
-            .get_or_try_init(|| self.client.open(&handle.path))
-            .await
-            .map_err(|e| errno(&e, Op::Other))?;
-        file.read(offset, u64::from(len))
-            .await
-            .map_err(|e| errno(&e, Op::Other))
+        let (path, file) = match handle.reader.get() {
+            Some(reader) => reader,
+            None => {
+                let file = self.client.open(&handle.path).await.map_err(|e| errno(&e, Op::Other))?;
+                handle.reader.init(handle.path.clone(), file)
+            }
+        };
+        let failed = match file.read(offset, u64::from(len)).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => errno(&e, Op::Other),
+        };
+        if failed != Errno::ENOENT && failed != Errno::ESTALE {
+            return Err(failed);
+        }
+        match self.follow_rename(&handle, &path, &file).await {
+            Some(moved) => moved
+                .read(offset, u64::from(len))
+                .await
+                .map_err(|e| errno(&e, Op::Other)),
+            None => Err(failed),
+        }
+    }
+
+    /// The file `handle` reads, reopened at its inode's path when a rename through this mount
+    /// moved it from `opened` (where it is gone now). `None` when it was not moved, or the file
+    /// at the new path is not the same size (then it was replaced: the read fails as before).
+    async fn follow_rename(
+        &self,
+        handle: &FileHandle,
+        opened: &str,
+        file: &OpenFile,
+    ) -> Option<std::sync::Arc<OpenFile>> {
+        let now = self.node(handle.ino).ok()?.path;
+        if now == opened {
+            return None;
+        }
+        let moved = self.client.open(&now).await.ok()?;
+        if moved.meta().size != file.meta().size {
+            tracing::debug!(from = opened, to = now, "an open file was replaced after its rename");
+            return None;
+        }
+        tracing::debug!(from = opened, to = now, "an open file reads on at its new name");
+        Some(handle.reader.moved(now, moved))
     }
 
     pub(super) async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<(), Errno> {

@@ -150,7 +150,7 @@ impl Inner {
                     &self.config,
                 ));
             }
-            if let Some(file) = handle.reader.get() {
+            if let Some((_, file)) = handle.reader.get() {
                 let meta = file.meta();
                 return Ok(self.file_attr_of(ino, meta));
             }
