@@ -428,11 +428,11 @@ impl Filesystem for HoardFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(unsupported::refuse("setxattr", ino, Errno::ENOTSUP));
+        reply.error(unsupported::refuse("setxattr", ino, unsupported::XATTR));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(unsupported::refuse("removexattr", ino, Errno::ENOTSUP));
+        reply.error(unsupported::refuse("removexattr", ino, unsupported::XATTR));
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {

@@ -127,3 +127,30 @@ pub fn ok(dir: &Path, script: &str) -> String {
     assert!(success, "`{script}` failed: {out}{err}");
     out
 }
+
+/// An empty local directory to mount, and its `file://` URI.
+pub fn local_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = format!("file://{}", dir.path().display());
+    (dir, uri)
+}
+
+/// Read `len` bytes at `at` of an open file (`pread`), or the error.
+///
+/// # Errors
+/// The read's.
+pub fn read_at(file: &std::fs::File, at: usize, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut got = vec![0u8; len];
+    file.read_exact_at(&mut got, at as u64)?;
+    Ok(got)
+}
+
+/// Read `len` bytes at `at` of an open file and compare them with `want[at..]`.
+///
+/// # Panics
+/// When the read fails or the bytes differ.
+pub fn read_and_check(file: &std::fs::File, want: &[u8], at: usize, len: usize, what: &str) {
+    let got = read_at(file, at, len).unwrap_or_else(|e| panic!("{what}: read {len} bytes at {at}: {e}"));
+    assert!(got == want[at..at + len], "{what}: wrong bytes in [{at}, {})", at + len);
+}

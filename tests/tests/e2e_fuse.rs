@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hoard_tests::cluster::{Cluster, Mount, hoard, tail};
-use hoard_tests::fuse::{MountGuard, ok, sh};
+use hoard_tests::fuse::{MountGuard, local_dir, ok, sh};
 use hoard_tests::pattern;
 
 const MIB: usize = 1 << 20;
@@ -37,13 +37,6 @@ fn make_tree(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = files.iter().map(|(rel, _)| (*rel).to_owned()).collect();
     names.sort();
     names
-}
-
-/// A local directory to mount, its `file://` URI.
-fn local_dir() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = format!("file://{}", dir.path().display());
-    (dir, uri)
 }
 
 #[test]

@@ -9,25 +9,17 @@
 //! are Debian packages that `scripts/test.sh` installs.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hoard_tests::cluster::{Cluster, Mount, hoard, hoard_bin};
-use hoard_tests::fuse::{MountGuard, ok, sh};
+use hoard_tests::fuse::{MountGuard, local_dir, ok, read_and_check, sh};
 use hoard_tests::garage::Garage;
 use hoard_tests::pattern;
 use hoard_transport::ring::{Ring, chunk_key};
 use hoard_ufs::UnderStore;
 
 const MIB: usize = 1 << 20;
-
-/// An empty local directory to mount, and its `file://` URI.
-fn local_dir() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let uri = format!("file://{}", dir.path().display());
-    (dir, uri)
-}
 
 /// A tree at `root`: nested directories, an empty file, an empty directory, files of a few KiB
 /// and one of 10 MiB.
@@ -63,29 +55,43 @@ fn sync(cluster: &Cluster, mount: &str) {
     assert!(synced, "hoard sync {mount}: {err}");
 }
 
-/// Read `len` bytes at `at` of an open file (`pread`), or the error.
-fn read_at(file: &std::fs::File, at: usize, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut got = vec![0u8; len];
-    file.read_exact_at(&mut got, at as u64)?;
-    Ok(got)
+/// A `back` mount of a new local directory, and a scratch directory with [`make_tree`] at `src`.
+struct TreeMount {
+    // Dropped in this order: the mount ends before its workers.
+    mnt: MountGuard,
+    cluster: Cluster,
+    ufs: tempfile::TempDir,
+    scratch: tempfile::TempDir,
 }
 
-/// Read `len` bytes at `at` of an open file and compare them with `want[at..]`.
-fn read_and_check(file: &std::fs::File, want: &[u8], at: usize, len: usize, what: &str) {
-    let got = read_at(file, at, len).unwrap_or_else(|e| panic!("{what}: read {len} bytes at {at}: {e}"));
-    assert!(got == want[at..at + len], "{what}: wrong bytes in [{at}, {})", at + len);
+impl TreeMount {
+    fn start() -> Option<TreeMount> {
+        let (ufs, cluster) = back_cluster();
+        let mnt = MountGuard::start(&cluster, &[])?;
+        let scratch = tempfile::tempdir().expect("tempdir");
+        make_tree(&scratch.path().join("src"));
+        Some(TreeMount {
+            mnt,
+            cluster,
+            ufs,
+            scratch,
+        })
+    }
 }
 
 #[test]
 fn tar_extracts_a_tarball_into_the_mount_and_the_under_store_gets_the_same_tree() {
-    let (ufs, cluster) = back_cluster();
-    let Some(mnt) = MountGuard::start(&cluster, &[]) else {
+    let Some(TreeMount {
+        mnt,
+        cluster,
+        ufs,
+        scratch,
+    }) = TreeMount::start()
+    else {
         return;
     };
     let root = mnt.join("back");
-    let scratch = tempfile::tempdir().expect("tempdir");
     let (scratch, src) = (scratch.path(), scratch.path().join("src"));
-    make_tree(&src);
     ok(scratch, "tar cf tree.tar -C src .");
 
     // tar x creates every directory and file, sets modes and times (accepted, not kept).
@@ -111,14 +117,17 @@ fn tar_extracts_a_tarball_into_the_mount_and_the_under_store_gets_the_same_tree(
 
 #[test]
 fn rsync_copies_a_tree_in_and_a_second_run_transfers_what_changed() {
-    let (ufs, cluster) = back_cluster();
-    let Some(mnt) = MountGuard::start(&cluster, &[]) else {
+    let Some(TreeMount {
+        mnt,
+        cluster,
+        ufs,
+        scratch,
+    }) = TreeMount::start()
+    else {
         return;
     };
     let root = mnt.join("back");
-    let scratch = tempfile::tempdir().expect("tempdir");
     let (scratch, src) = (scratch.path(), scratch.path().join("src"));
-    make_tree(&src);
     let dest = root.join("r");
     // rsync writes each file to a temporary name in the destination, then renames it.
     ok(scratch, &format!("rsync -a src/ {}/", dest.display()));

@@ -19,7 +19,13 @@ pub(super) fn access(read_only: bool, mask: AccessFlags, reply: ReplyEmpty) {
     }
 }
 
-/// Extended attributes: hoard stores none (`ENOTSUP`: `cp -a` and `tar` carry on without them).
+/// Extended attributes: hoard stores none. The answer is `ENOSYS`, which the kernel remembers
+/// for the mount and turns into `ENOTSUP` for the application (`cp -a` and `tar` carry on without
+/// them): it then stops asking, where it would otherwise ask for `security.capability` before
+/// every write.
+pub(super) const XATTR: Errno = Errno::ENOSYS;
+
+/// `getxattr`, `listxattr`: see [`XATTR`].
 pub(super) fn xattr(op: &str, ino: INodeNo, reply: ReplyXattr) {
-    reply.error(refuse(op, ino, Errno::ENOTSUP));
+    reply.error(refuse(op, ino, XATTR));
 }
