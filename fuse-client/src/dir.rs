@@ -29,8 +29,8 @@ pub struct DirEntry {
     pub size: u64,
     /// Modification time in ms since the epoch (0: unknown).
     pub mtime_ms: u64,
-    /// The attributes a file's metadata holds; `None` when the listing did not say (listings
-    /// of the under-store carry no metadata).
+    /// The attributes a file's metadata holds; `None` when the listing did not say (S3's
+    /// listings carry no metadata).
     pub posix: Option<Posix>,
 }
 

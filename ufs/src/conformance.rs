@@ -652,10 +652,16 @@ pub async fn user_metadata(store: &dyn UnderStore) {
         },
     )
     .await;
-    assert!(
-        page.objects.iter().all(|o| o.metadata.is_none()),
-        "listings carry no metadata"
-    );
+    for o in &page.objects {
+        if let Some(listed) = &o.metadata {
+            let stat = ok("stat", store.stat(&o.path).await).metadata;
+            assert_eq!(
+                Some(listed),
+                stat.as_ref(),
+                "a listing that carries metadata carries the object's"
+            );
+        }
+    }
     let bad = md(&[("Bad Key", "1")]);
     assert!(
         matches!(

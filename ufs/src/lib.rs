@@ -73,8 +73,8 @@ pub struct ObjectMeta {
     pub version: String,
     /// Last modification time, when the store reports one.
     pub mtime: Option<SystemTime>,
-    /// The object's user metadata: `Some` from [`UnderStore::stat`] and from writes, `None` in
-    /// listings (S3 lists no metadata).
+    /// The object's user metadata: `Some` from [`UnderStore::stat`] and from writes; in
+    /// listings `None` where the store lists none (S3), `Some` where it does (a local directory).
     pub metadata: Option<Metadata>,
 }
 

@@ -307,7 +307,6 @@ fn read_fully_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> 
 /// often share one). Two writers racing on one key with same-size data within one tick can still
 /// give two contents one tag.
 fn write_atomically(
-    root: &Path,
     key: &str,
     target: &Path,
     metadata: &Metadata,
@@ -316,7 +315,7 @@ fn write_atomically(
     let dir = target
         .parent()
         .expect("a validated key always has a parent directory (the root)");
-    let mut tmp = temp_file_in(root, dir).map_err(|e| write_error(key, e))?;
+    let mut tmp = temp_file_in(dir).map_err(|e| write_error(key, e))?;
     fill(tmp.as_file_mut()).map_err(|e| UfsError::io(key, e))?;
     write_metadata(tmp.path(), metadata).map_err(|e| UfsError::io(key, e))?;
     tmp.as_file().sync_all().map_err(|e| UfsError::io(key, e))?;
@@ -333,8 +332,8 @@ fn write_atomically(
 /// A hidden temporary file in `dir`, creating the directory. A concurrent delete may prune the
 /// directory between the two steps, hence the retries. A directory made here is empty until the
 /// file is in it: listings wait for that ([`settle`]).
-fn temp_file_in(root: &Path, dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let _changing = settle::changing(root);
+fn temp_file_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let _changing = settle::changing();
     let mut attempts = 0;
     loop {
         // `create_dir_all` itself races with pruning: a directory it found existing may be gone
@@ -381,13 +380,13 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Creates or replaces object (or marker) `key` at `file` with `data` and `metadata`.
-fn put_blocking(root: &Path, key: &str, file: &Path, data: &[u8], metadata: &Metadata) -> UfsResult<ObjectMeta> {
+fn put_blocking(key: &str, file: &Path, data: &[u8], metadata: &Metadata) -> UfsResult<ObjectMeta> {
     validate_metadata(key, metadata)?;
     if marker::is_marker(key) {
         refuse_marker_metadata(key, metadata)?;
-        return marker::put(root, key, file, data);
+        return marker::put(key, file, data);
     }
-    write_atomically(root, key, file, metadata, |f| f.write_all(data))
+    write_atomically(key, file, metadata, |f| f.write_all(data))
 }
 
 /// A marker is a directory here, which keeps no metadata.
@@ -402,7 +401,6 @@ fn refuse_marker_metadata(key: &str, metadata: &Metadata) -> UfsResult<()> {
 }
 
 fn copy_blocking(
-    root: &Path,
     src_key: &str,
     src: &Path,
     dst_key: &str,
@@ -420,7 +418,7 @@ fn copy_blocking(
                 "a directory marker cannot hold a copy of a non-empty object",
             ));
         }
-        return put_blocking(root, dst_key, dst, &[], metadata.unwrap_or(&Metadata::new()));
+        return put_blocking(dst_key, dst, &[], metadata.unwrap_or(&Metadata::new()));
     }
     let mut from = File::open(src).map_err(|e| UfsError::io(src_key, e))?;
     if !from.metadata().map_err(|e| UfsError::io(src_key, e))?.is_file() {
@@ -432,13 +430,13 @@ fn copy_blocking(
         Some(m) => m.clone(),
         None => read_metadata(src_key, src)?,
     };
-    write_atomically(root, dst_key, dst, &metadata, |to| io::copy(&mut from, to).map(drop))
+    write_atomically(dst_key, dst, &metadata, |to| io::copy(&mut from, to).map(drop))
 }
 
 /// Removes the file (or marker) of `key`, then the directories this left empty, up to the root.
 fn delete_blocking(root: &Path, key: &str, file: &Path) -> UfsResult<()> {
     // The directories this empties stay empty until pruned: listings wait for that.
-    let _changing = settle::changing(root);
+    let _changing = settle::changing();
     if marker::is_marker(key) {
         return marker::delete(root, key, file);
     }
@@ -471,8 +469,9 @@ fn list_blocking(root: &Path, req: &ListRequest) -> UfsResult<ListPage> {
     let mut objects = Vec::with_capacity(page.objects.len());
     for key in page.objects {
         match stat_blocking(&key, &path_of(root, &key)) {
-            // Listings carry no user metadata, as on S3.
-            Ok(meta) => objects.push(ObjectMeta { metadata: None, ..meta }),
+            // Unlike S3's, a local listing carries the user metadata: reading it costs one
+            // `getxattr` per file, where `stat` after the listing would cost a round trip per file.
+            Ok(meta) => objects.push(meta),
             Err(UfsError::NotFound { .. }) => {} // Deleted since the walk.
             Err(e) => return Err(e),
         }
@@ -503,13 +502,8 @@ impl UnderStore for LocalUnderStore {
     }
 
     async fn put_with(&self, path: &str, data: Bytes, metadata: &Metadata) -> UfsResult<ObjectMeta> {
-        let (root, key, file, metadata) = (
-            self.root.clone(),
-            path.to_owned(),
-            self.file_of(path)?,
-            metadata.clone(),
-        );
-        blocking(move || put_blocking(&root, &key, &file, &data, &metadata)).await
+        let (key, file, metadata) = (path.to_owned(), self.file_of(path)?, metadata.clone());
+        blocking(move || put_blocking(&key, &file, &data, &metadata)).await
     }
 
     async fn create_multipart_with(&self, path: &str, metadata: &Metadata) -> UfsResult<String> {
@@ -573,8 +567,8 @@ impl UnderStore for LocalUnderStore {
     async fn copy_with(&self, src: &str, dst: &str, metadata: Option<&Metadata>) -> UfsResult<ObjectMeta> {
         let (src_key, src_file) = (src.to_owned(), self.file_of(src)?);
         let (dst_key, dst_file) = (dst.to_owned(), self.file_of(dst)?);
-        let (root, metadata) = (self.root.clone(), metadata.cloned());
-        blocking(move || copy_blocking(&root, &src_key, &src_file, &dst_key, &dst_file, metadata.as_ref())).await
+        let metadata = metadata.cloned();
+        blocking(move || copy_blocking(&src_key, &src_file, &dst_key, &dst_file, metadata.as_ref())).await
     }
 }
 

@@ -3,9 +3,9 @@
 //! `readdirplus` gives the kernel each entry's attributes with its name (sizes and times come
 //! with the listing), so `ls -l` or `find -size` over a large directory makes no lookup per
 //! entry, for the files whose metadata the listing carries (those written through hoard and
-//! still in the coordinator's overlay). Listings of the under-store carry no metadata (S3 lists
-//! none): those entries are given with a zero timeout, so a `stat` of one asks hoard (a lookup)
-//! for its mode, owner and time instead of showing the mount's defaults.
+//! still in the coordinator's overlay, and all of a local-directory under-store's). S3's listings
+//! carry no metadata: those entries are given with a zero timeout, so a `stat` of one asks hoard
+//! (a lookup) for its mode, owner and time instead of showing the mount's defaults.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -55,13 +55,13 @@ pub(super) fn read_range(key: &str, dir: &Path, range: &Range<u64>, version: Opt
 }
 
 /// Creates the directory of marker `key`, which holds no data.
-pub(super) fn put(root: &Path, key: &str, dir: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
+pub(super) fn put(key: &str, dir: &Path, data: &[u8]) -> UfsResult<ObjectMeta> {
     if !data.is_empty() {
         let reason = "a key ending in `/` is a directory marker, which holds no data in a local store";
         return Err(UfsError::invalid(key, reason));
     }
     // Each parent made on the way is empty until its child is: listings wait for the whole chain.
-    let changing = super::settle::changing(root);
+    let changing = super::settle::changing();
     let made = fs::create_dir_all(dir);
     drop(changing);
     match made {

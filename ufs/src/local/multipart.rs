@@ -40,7 +40,6 @@ pub(super) fn create(root: &Path, key: &str, metadata: &Metadata) -> UfsResult<S
 /// One upload in progress, named by its key and id.
 #[derive(Debug)]
 pub(super) struct Upload {
-    root: PathBuf,
     key: String,
     id: String,
     dir: PathBuf,
@@ -57,7 +56,6 @@ impl Upload {
         }
         let dir = root.join(MULTIPART_DIR).join(upload_id);
         Ok(Self {
-            root: root.to_owned(),
             key: key.to_owned(),
             id: upload_id.to_owned(),
             dir,
@@ -92,13 +90,9 @@ impl Upload {
         crate::parts::check_part_number(&self.key, part_number)?;
         self.check_exists()?;
         let label = format!("{} part {part_number}", self.key);
-        let meta = write_atomically(
-            &self.root,
-            &label,
-            &self.dir.join(part_number.to_string()),
-            &Metadata::new(),
-            |f| f.write_all(data),
-        )?;
+        let meta = write_atomically(&label, &self.dir.join(part_number.to_string()), &Metadata::new(), |f| {
+            f.write_all(data)
+        })?;
         Ok(CompletedPart {
             part_number,
             tag: meta.version,
@@ -130,7 +124,6 @@ impl Upload {
         let label = format!("{} part {part_number}", self.key);
         let mut changed = false;
         let written = write_atomically(
-            &self.root,
             &label,
             &self.dir.join(part_number.to_string()),
             &Metadata::new(),
@@ -170,7 +163,7 @@ impl Upload {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Metadata::new(), // Started by an older version.
             Err(e) => return Err(UfsError::io(&self.key, e)),
         };
-        let meta = write_atomically(&self.root, &self.key, target, &metadata, |out| {
+        let meta = write_atomically(&self.key, target, &metadata, |out| {
             files.iter_mut().try_for_each(|file| io::copy(file, out).map(drop))
         })?;
         self.remove()?;

@@ -7,17 +7,18 @@
 //! come back). Such changes hold a shared lock on a file at the store's root while the directory
 //! is empty; a listing that finds an empty directory takes the lock exclusively, so in-flight
 //! changes finish first, and looks again. The lock is `flock(2)` on its own open file, so it
-//! holds between threads of one process and between processes (several workers on one
-//! directory) alike. A store whose root cannot hold the lock file (read-only) works without it.
+//! holds between threads of one process and between processes of one machine (several workers
+//! on one directory) alike. One lock file in the temporary directory serves every store of the
+//! machine, so a store's directory holds nothing but objects (a listing may wait for a change in
+//! another store: changes are short, and only a listing that finds an empty directory waits). A
+//! process that cannot make or open the lock file works without it.
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::TMP_PREFIX;
-
-/// The lock file's name: hidden from listings, and no key can name it.
-fn lock_path(root: &Path) -> std::path::PathBuf {
-    root.join(format!("{TMP_PREFIX}structure.lock"))
+/// The lock file.
+fn lock_path() -> PathBuf {
+    std::env::temp_dir().join("hoard-local-store.lock")
 }
 
 /// A held lock; released when dropped (the file is closed).
@@ -27,17 +28,17 @@ pub(super) struct Guard(#[allow(dead_code, reason = "held for its drop")] Option
 
 /// Held while a change may leave a directory empty for a moment. Changes do not exclude each
 /// other.
-pub(super) fn changing(root: &Path) -> Guard {
-    lock(root, false)
+pub(super) fn changing() -> Guard {
+    lock(false)
 }
 
 /// Held by a listing while it looks again at a directory it found empty: no change is midway.
-pub(super) fn settled(root: &Path) -> Guard {
-    lock(root, true)
+pub(super) fn settled() -> Guard {
+    lock(true)
 }
 
-fn lock(root: &Path, exclusive: bool) -> Guard {
-    let path = lock_path(root);
+fn lock(exclusive: bool) -> Guard {
+    let path = lock_path();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -68,13 +69,11 @@ mod tests {
 
     #[test]
     fn a_settled_lock_waits_for_changes_in_flight() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let change = changing(dir.path());
-        let also = changing(dir.path());
+        let change = changing();
+        let also = changing();
         let (tx, rx) = std::sync::mpsc::channel();
-        let root = dir.path().to_owned();
         let waiter = std::thread::spawn(move || {
-            let _settled = settled(&root);
+            let _settled = settled();
             tx.send(()).expect("send");
         });
         std::thread::sleep(std::time::Duration::from_millis(50));

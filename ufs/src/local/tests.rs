@@ -13,8 +13,7 @@ fn store() -> (tempfile::TempDir, LocalUnderStore) {
     (dir, store)
 }
 
-/// Names under `dir`, recursively, relative to it, sorted; the lock file listings use
-/// ([`settle`]) aside, which stays.
+/// Names under `dir`, recursively, relative to it, sorted.
 fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -22,9 +21,6 @@ fn tree(dir: &Path) -> Vec<String> {
         for entry in fs::read_dir(&d).expect("read a test directory") {
             let path = entry.expect("read a directory entry").path();
             let rel = path.strip_prefix(dir).expect("under the root").display().to_string();
-            if rel == format!("{TMP_PREFIX}structure.lock") {
-                continue;
-            }
             if path.is_dir() {
                 pending.push(path);
                 out.push(rel + "/");

@@ -161,7 +161,7 @@ fn entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
     if !dir.is_marker || dir_rel.is_empty() {
         return Ok(dir);
     }
-    let _settled = super::settle::settled(root);
+    let _settled = super::settle::settled();
     read_entries(root, dir_rel)
 }
 

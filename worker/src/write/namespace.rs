@@ -66,7 +66,7 @@ pub struct FileEntry {
     /// Once persisted: the under-store's version of the object.
     pub ufs_version: Option<String>,
     /// User metadata the object gets. `None`: whatever the under-store object it was renamed
-    /// from has (not known yet: a directory's listing carries no metadata).
+    /// from has (not known yet: an S3 listing of the directory carries none).
     pub metadata: Option<Vec<(String, String)>>,
 }
 
