@@ -279,6 +279,10 @@ pub struct FuseArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// An extra flag for both `hoard mount` processes (repeat for more), e.g.
+    /// `--mount-arg=--read-ahead=1MiB` to compare read-ahead windows.
+    #[arg(long = "mount-arg", allow_hyphen_values = true)]
+    pub mount_args: Vec<String>,
 }
 
 /// What a `fuse` run does, every default applied.
@@ -300,6 +304,8 @@ pub struct FusePlan {
     pub quick: bool,
     /// JSON output file.
     pub json: Option<PathBuf>,
+    /// Extra flags of both mounts.
+    pub mount_args: Vec<String>,
 }
 
 impl FuseArgs {
@@ -320,6 +326,7 @@ impl FuseArgs {
             dir: self.dir.unwrap_or_else(std::env::temp_dir),
             quick: q,
             json: self.json,
+            mount_args: self.mount_args,
         };
         if !(1..=64).contains(&plan.files) || plan.random_run.is_zero() {
             bail!("--files must be from 1 to 64 and --seconds at least 1");

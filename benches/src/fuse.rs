@@ -140,7 +140,7 @@ async fn measure(plan: &FusePlan) -> anyhow::Result<FuseReport> {
     let params = serde_json::json!({
         "files": plan.files, "file_bytes": plan.file_bytes, "random_seconds": plan.random_run.as_secs(),
         "entries": plan.entries, "quick": plan.quick, "fio_jobs": plan.files, "fio_ioengine": "psync",
-        "fio_iodepth": 1,
+        "fio_iodepth": 1, "mount_args": plan.mount_args,
     });
     Ok(FuseReport {
         environment,

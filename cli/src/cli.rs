@@ -189,6 +189,10 @@ pub struct MountArgs {
     /// Bypass the kernel's page cache: every read goes to hoard (direct I/O).
     #[arg(long)]
     pub no_page_cache: bool,
+    /// The kernel's read-ahead window for reads through the page cache (needs root). Larger
+    /// than 1 MiB, several requests of a sequential reader are in flight at once.
+    #[arg(long, default_value = "1MiB")]
+    pub read_ahead: bytesize::ByteSize,
     /// FUSE session threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,

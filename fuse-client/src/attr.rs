@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{FileAttr, FileType, INodeNo};
+use fuser::{AccessFlags, Errno, FileAttr, FileType, INodeNo};
 
 use crate::config::FuseConfig;
 use crate::posix::Posix;
@@ -77,6 +77,40 @@ fn mode(bits: u16, read_only: bool) -> u16 {
     if read_only { bits & !0o222 } else { bits }
 }
 
+/// Whether `mask` (`access(2)`'s `R_OK`/`W_OK`/`X_OK`) is granted to user `uid` in group
+/// `gid` on a file or directory with attributes `attr`, by the mode bits as the kernel checks
+/// them: the owner's, the group's or the others' bits; root may read and write anything and
+/// execute what has any execute bit (or is a directory). `W_OK` on a read-only mount is `EROFS`.
+pub fn access(read_only: bool, attr: &FileAttr, uid: u32, gid: u32, mask: AccessFlags) -> Result<(), Errno> {
+    if read_only && mask.contains(AccessFlags::W_OK) {
+        return Err(Errno::EROFS);
+    }
+    let perm = u32::from(attr.perm);
+    let granted = if uid == 0 {
+        let exec = attr.kind == FileType::Directory || perm & 0o111 != 0;
+        0o6 | if exec { 0o1 } else { 0 }
+    } else if uid == attr.uid {
+        perm >> 6 & 0o7
+    } else if gid == attr.gid {
+        perm >> 3 & 0o7
+    } else {
+        perm & 0o7
+    };
+    let wanted = [
+        (AccessFlags::R_OK, 0o4),
+        (AccessFlags::W_OK, 0o2),
+        (AccessFlags::X_OK, 0o1),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| mask.contains(*flag))
+    .fold(0, |bits, (_, bit)| bits | bit);
+    if wanted & !granted == 0 {
+        Ok(())
+    } else {
+        Err(Errno::EACCES)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +158,38 @@ mod tests {
             ..Posix::default()
         };
         assert_eq!(file_attr(5, 3, 0, start, &link, &cfg).kind, FileType::Symlink);
+    }
+
+    #[test]
+    fn access_follows_the_mode_bits_of_the_callers_class() {
+        let cfg = FuseConfig {
+            uid: 7,
+            gid: 8,
+            ..FuseConfig::default()
+        };
+        let f = file_attr(5, 1, 1, SystemTime::now(), &Posix::default(), &cfg);
+        let (r, w, x) = (AccessFlags::R_OK, AccessFlags::W_OK, AccessFlags::X_OK);
+        assert_eq!(
+            access(false, &f, 7, 8, r | w),
+            Ok(()),
+            "the owner reads and writes 0644"
+        );
+        assert_eq!(access(false, &f, 7, 8, x), Err(Errno::EACCES), "nobody executes 0644");
+        assert_eq!(
+            access(false, &f, 9, 8, w),
+            Err(Errno::EACCES),
+            "the group does not write"
+        );
+        assert_eq!(access(false, &f, 9, 9, r), Ok(()), "others read");
+        assert_eq!(access(false, &f, 0, 0, r | w), Ok(()), "root reads and writes");
+        assert_eq!(
+            access(false, &f, 0, 0, x),
+            Err(Errno::EACCES),
+            "root executes only with an x bit"
+        );
+        assert_eq!(access(true, &f, 7, 8, w), Err(Errno::EROFS), "a read-only mount");
+        let d = dir_attr(6, SystemTime::now(), &cfg);
+        assert_eq!(access(false, &d, 0, 0, x), Ok(()), "root enters a directory");
+        assert_eq!(access(false, &d, 9, 9, r | x), Ok(()), "others list 0755");
     }
 }

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The default read-ahead window ([`FuseConfig::read_ahead`]).
+pub const DEFAULT_READ_AHEAD: u64 = 1 << 20;
+
 /// Configuration of a hoard FUSE mount (the `hoard mount` flags, typed).
 #[derive(Debug, Clone)]
 pub struct FuseConfig {
@@ -22,6 +25,10 @@ pub struct FuseConfig {
     /// Read through the kernel's page cache (dropped at every open unless the file's version
     /// is the one the cache holds). `false`: every read goes to hoard (direct I/O).
     pub page_cache: bool,
+    /// The kernel's read-ahead window for files read through the page cache (its sysfs knob,
+    /// which only root may set). Larger than one request (1 MiB), it keeps several requests of a
+    /// sequential reader in flight at once.
+    pub read_ahead: u64,
     /// FUSE session threads reading requests from the kernel. The work itself runs on the
     /// tokio runtime, so a few are enough.
     pub threads: usize,
@@ -46,6 +53,7 @@ impl Default for FuseConfig {
             attr_ttl: Duration::from_secs(1),
             negative_ttl: Duration::from_secs(1),
             page_cache: true,
+            read_ahead: DEFAULT_READ_AHEAD,
             threads: 4,
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),

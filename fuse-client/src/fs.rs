@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     next_dir: std::sync::atomic::AtomicU64,
     /// Version of each file whose pages the kernel's cache holds (from the last read open).
     cached_versions: Mutex<std::collections::HashMap<u64, String>>,
+    /// Read buffers of [`MAX_IO_BYTES`] for reuse: a fresh megabyte per read would cost 256 page
+    /// faults (and zeroed pages) every time.
+    read_buffers: Mutex<Vec<bytes::BytesMut>>,
     /// When the mount started: the time directories show.
     started: SystemTime,
 }
@@ -83,6 +86,7 @@ impl HoardFs {
                 dirs: Mutex::default(),
                 next_dir: std::sync::atomic::AtomicU64::new(1),
                 cached_versions: Mutex::default(),
+                read_buffers: Mutex::default(),
                 started: SystemTime::now(),
             }),
         })
@@ -313,7 +317,10 @@ impl Filesystem for HoardFs {
         let span = tracing::debug_span!("fuse", op = "read", ino = ino.0, offset, len = size);
         self.spawn(span, move |fs| async move {
             match fs.read(fh.0, offset, size).await {
-                Ok(bytes) => reply.data(&bytes),
+                Ok(bytes) => {
+                    reply.data(&bytes);
+                    fs.reuse_read_buffer(bytes);
+                }
                 Err(e) => reply.error(e),
             }
         });
@@ -406,8 +413,18 @@ impl Filesystem for HoardFs {
         reply.statfs(BLOCKS, BLOCKS, BLOCKS, 1 << 32, 1 << 32, 4096, 255, 4096);
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        unsupported::access(self.inner.config.read_only, mask, reply);
+    fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        let (uid, gid) = (req.uid(), req.gid());
+        self.spawn(span("access", ino.0), move |fs| async move {
+            let checked = match fs.getattr(ino.0, None).await {
+                Ok(attr) => attr::access(fs.config.read_only, &attr, uid, gid, mask),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: fuser::ReplyXattr) {

@@ -14,7 +14,7 @@ use hoard_client::Client;
 
 use crate::config::FuseConfig;
 use crate::error::{FuseError, FuseResult};
-use crate::fs::{HoardFs, MAX_IO_BYTES};
+use crate::fs::HoardFs;
 
 /// How often [`run`] checks whether the file system was unmounted from outside.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -38,7 +38,7 @@ pub fn mount(
     mountpoint: &Path,
 ) -> FuseResult<Mounted> {
     let session_config = session_config(&config);
-    let name = config.mount.clone();
+    let (name, read_ahead) = (config.mount.clone(), config.read_ahead);
     let fs = HoardFs::new(client, config, runtime).map_err(|_| FuseError::NoSuchMount {
         name: name.unwrap_or_default(),
     })?;
@@ -49,7 +49,7 @@ pub fn mount(
     let session = fuser::Session::new(fs, mountpoint, &session_config).map_err(mount_error)?;
     let session = session.spawn().map_err(mount_error)?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
-    raise_read_ahead(mountpoint);
+    raise_read_ahead(mountpoint, read_ahead);
     Ok(Mounted {
         session: Some(session),
         mountpoint: mountpoint.to_owned(),
@@ -242,11 +242,12 @@ fn unescape_octal(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Let the kernel read ahead up to [`MAX_IO_BYTES`] at a time. FUSE mounts start with the
-/// default window (128 KiB), which the kernel's `init` offer caps; only its sysfs knob raises it,
-/// and only root may write that. Without it, buffered sequential reads arrive as 128 KiB
-/// requests (about 30% slower on loopback).
-fn raise_read_ahead(mountpoint: &Path) {
+/// Let the kernel read ahead `window` bytes. FUSE mounts start with the default window
+/// (128 KiB), which the kernel's `init` offer caps; only its sysfs knob raises it, and only root
+/// may write that. Without it, buffered sequential reads arrive as 128 KiB requests (about 30%
+/// slower on loopback); with a window of several requests (each at most [`MAX_IO_BYTES`](crate::MAX_IO_BYTES)), the
+/// kernel keeps several of them in flight for one sequential reader.
+fn raise_read_ahead(mountpoint: &Path, window: u64) {
     use std::os::unix::fs::MetadataExt;
     // Answered by the session just spawned: the root's getattr.
     let Ok(meta) = std::fs::metadata(mountpoint) else {
@@ -258,8 +259,8 @@ fn raise_read_ahead(mountpoint: &Path) {
         (dev & 0xff) | ((dev >> 12) & !0xff),
     );
     let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
-    match std::fs::write(&knob, (MAX_IO_BYTES / 1024).to_string()) {
-        Ok(()) => tracing::debug!(knob, "read-ahead raised to {MAX_IO_BYTES} bytes"),
+    match std::fs::write(&knob, (window / 1024).max(4).to_string()) {
+        Ok(()) => tracing::debug!(knob, "read-ahead raised to {window} bytes"),
         Err(e) => tracing::debug!(knob, "read-ahead left at the kernel's default: {e}"),
     }
 }

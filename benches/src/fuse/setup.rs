@@ -74,8 +74,10 @@ impl Fixture {
         std::fs::write(&config_path, &text).context("write the cluster config")?;
         let hoard_bin = plan.hoard_bin.clone();
         let worker = spawn_worker(&hoard_bin, &config_path, &root, worker_addr).await?;
-        let cached = MountProc::start(&hoard_bin, &config_path, &root.join("mnt-cached"), &[]).await?;
-        let direct = MountProc::start(&hoard_bin, &config_path, &root.join("mnt-direct"), &["--no-page-cache"]).await?;
+        let extra: Vec<&str> = plan.mount_args.iter().map(String::as_str).collect();
+        let cached = MountProc::start(&hoard_bin, &config_path, &root.join("mnt-cached"), &extra).await?;
+        let direct_args: Vec<&str> = extra.iter().copied().chain(["--no-page-cache"]).collect();
+        let direct = MountProc::start(&hoard_bin, &config_path, &root.join("mnt-direct"), &direct_args).await?;
         let client = Client::builder()
             .cluster(config)
             .client_name("hoard-bench-fuse")

@@ -38,6 +38,7 @@ pub async fn run(cluster: Option<&Path>, args: MountArgs) -> anyhow::Result<()> 
         attr_ttl: args.attr_ttl,
         negative_ttl: args.negative_ttl,
         page_cache: !args.no_page_cache,
+        read_ahead: args.read_ahead.as_u64(),
         threads: args.threads,
         ..FuseConfig::default()
     };

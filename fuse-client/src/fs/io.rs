@@ -11,11 +11,14 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use fuser::{Errno, FileAttr, FopenFlags};
 use hoard_client::{Metadata, OpenFile};
 
-use super::Inner;
+use super::{Inner, MAX_IO_BYTES};
+
+/// Read buffers kept for reuse: one per read in flight, as many as the kernel sends at once.
+const KEPT_READ_BUFFERS: usize = 64;
 use crate::attr::file_attr;
 use crate::errno::{Op, errno};
 use crate::handles::{FileHandle, WriteHandle};
@@ -80,7 +83,9 @@ impl Inner {
         Ok((attr, fh, self.open_flags(false)))
     }
 
-    pub(super) async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<Bytes, Errno> {
+    /// Bytes `[offset, offset + len)` of the handle's file, in a buffer to hand back with
+    /// [`Inner::reuse_read_buffer`] once replied.
+    pub(super) async fn read(&self, fh: u64, offset: u64, len: u32) -> Result<BytesMut, Errno> {
         let handle = self.handles.get(fh).ok_or(Errno::EBADF)?;
         if let Some(w) = &handle.writer {
             let w = w.lock().await;
@@ -89,7 +94,7 @@ impl Inner {
                 return Err(Errno::ENOTSUP);
             }
             if w.truncated() {
-                return Ok(Bytes::new());
+                return Ok(BytesMut::new());
             }
         }
         let (path, file) = match handle.reader.get() {
@@ -99,7 +104,7 @@ impl Inner {
                 handle.reader.init(handle.path.clone(), file)
             }
         };
-        let failed = match file.read(offset, u64::from(len)).await {
+        let failed = match file.read_into(offset, u64::from(len), self.read_buffer()).await {
             Ok(bytes) => return Ok(bytes),
             Err(e) => errno(&e, Op::Other),
         };
@@ -108,10 +113,27 @@ impl Inner {
         }
         match self.follow_rename(&handle, &path, &file).await {
             Some(moved) => moved
-                .read(offset, u64::from(len))
+                .read_into(offset, u64::from(len), self.read_buffer())
                 .await
                 .map_err(|e| errno(&e, Op::Other)),
             None => Err(failed),
+        }
+    }
+
+    /// An empty buffer for a read: a used one when there is one.
+    fn read_buffer(&self) -> BytesMut {
+        self.read_buffers
+            .lock()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(MAX_IO_BYTES as usize))
+    }
+
+    /// A read's buffer, replied: kept for the next read (up to [`KEPT_READ_BUFFERS`]).
+    pub(super) fn reuse_read_buffer(&self, mut buf: BytesMut) {
+        buf.clear();
+        let mut kept = self.read_buffers.lock();
+        if buf.capacity() >= MAX_IO_BYTES as usize && kept.len() < KEPT_READ_BUFFERS {
+            kept.push(buf);
         }
     }
 

@@ -1,22 +1,12 @@
 //! Operations hoard does not support: each answers the errno an application expects from a
 //! file system without the feature, with a debug log (fuser's defaults log a warning per call).
 
-use fuser::{AccessFlags, Errno, INodeNo, ReplyEmpty, ReplyXattr};
+use fuser::{Errno, INodeNo, ReplyXattr};
 
 /// `errno`, logged at debug level.
 pub(super) fn refuse(op: &str, ino: INodeNo, errno: Errno) -> Errno {
     tracing::debug!(op, ino = ino.0, "not supported: {errno:?}");
     errno
-}
-
-/// `access`: every user may do anything the mode bits show (with `allow_other` the kernel
-/// checks them itself); only writes on a read-only mount are refused.
-pub(super) fn access(read_only: bool, mask: AccessFlags, reply: ReplyEmpty) {
-    if read_only && mask.contains(AccessFlags::W_OK) {
-        reply.error(Errno::EROFS);
-    } else {
-        reply.ok();
-    }
 }
 
 /// Extended attributes: hoard stores none. The answer is `ENOSYS`, which the kernel remembers
