@@ -183,7 +183,25 @@ impl S3UnderStore {
         Ok(m)
     }
 
+    /// A ranged GET. The SDK retries a request that fails; a body that breaks off midway
+    /// (a connection reset, a short body) is asked for again here, up to [`BODY_ATTEMPTS`]
+    /// times: the GET is read-only and names its version (`If-Match`), so a retry returns the
+    /// same bytes or fails with a version mismatch.
     async fn get(&self, path: &str, range: Range<u64>, version: Option<&str>) -> UfsResult<Bytes> {
+        let mut attempt = 1;
+        loop {
+            match self.get_once(path, range.clone(), version).await {
+                Err(GetError::Body(e)) if attempt < BODY_ATTEMPTS => {
+                    tracing::debug!(path, attempt, "GetObject body broke off, asking again: {e}");
+                    attempt += 1;
+                }
+                Err(GetError::Body(e) | GetError::Other(e)) => return Err(e),
+                Ok(bytes) => return Ok(bytes),
+            }
+        }
+    }
+
+    async fn get_once(&self, path: &str, range: Range<u64>, version: Option<&str>) -> Result<Bytes, GetError> {
         let key = self.key(path)?;
         let header = match range.end {
             u64::MAX => format!("bytes={}-", range.start),
@@ -193,8 +211,10 @@ impl S3UnderStore {
         let out = match req.set_if_match(version.map(quote)).send().await {
             Ok(out) => out,
             // The range starts at or past the end; HEAD tells whether the object (version) exists.
-            Err(e) if errors::status(&e) == Some(416) => return self.head(path, version).await.map(|_| Bytes::new()),
-            Err(e) => return Err(classify("GetObject", path, version, e)),
+            Err(e) if errors::status(&e) == Some(416) => {
+                return Ok(self.head(path, version).await.map(|_| Bytes::new())?);
+            }
+            Err(e) => return Err(classify("GetObject", path, version, e).into()),
         };
         if let (Some(expected), Some(etag)) = (version, out.e_tag())
             && unquote(etag) != expected
@@ -202,20 +222,36 @@ impl S3UnderStore {
             return Err(UfsError::VersionMismatch {
                 path: path.to_owned(),
                 expected: expected.to_owned(),
-            });
+            }
+            .into());
         }
         let expected_len = out.content_length();
         let body = out
             .body
             .collect()
             .await
-            .map_err(|e| errors::body_error("GetObject", path, e))?;
+            .map_err(|e| GetError::Body(errors::body_error("GetObject", path, e)))?;
         let bytes = body.into_bytes();
         if expected_len.is_some_and(|n| u64::try_from(n) != Ok(bytes.len() as u64)) {
             let msg = format!("body of {} bytes, Content-Length {expected_len:?}", bytes.len());
-            return Err(errors::remote("GetObject", path, msg, true));
+            return Err(GetError::Body(errors::remote("GetObject", path, msg, true)));
         }
         Ok(bytes)
+    }
+}
+
+/// Times a GET is sent when its body breaks off.
+const BODY_ATTEMPTS: u32 = 3;
+
+/// Why one GET failed: its body broke off (worth asking again), or anything else.
+enum GetError {
+    Body(UfsError),
+    Other(UfsError),
+}
+
+impl From<UfsError> for GetError {
+    fn from(e: UfsError) -> Self {
+        GetError::Other(e)
     }
 }
 

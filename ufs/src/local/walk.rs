@@ -9,10 +9,20 @@
 //!
 //! An empty directory is a directory marker (see [`super::marker`]) and yields its own key
 //! `name/`, which sorts where the directory does.
+//!
+//! A listing of a large directory comes in many pages, and each page walks again. Reading and
+//! sorting a directory of 100,000 entries for each of its 100 pages made listings grow with the
+//! square of the directory's size, so the sorted entries of large directories are kept
+//! ([`DirCache`]) while the directory's modification time shows no change, and a page starts at
+//! its continuation token by binary search.
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
 
 use super::{MULTIPART_DIR, TMP_PREFIX, validate_key};
 use crate::ListRequest;
@@ -32,11 +42,14 @@ enum Kind {
     Marker,
 }
 
+/// Entries of a directory, in descending key order.
+type Entries = Arc<[(String, Kind)]>;
+
 /// What [`entries`] found in a directory.
 #[derive(Debug, Default)]
 struct Dir {
     /// The visible entries, in descending key order.
-    entries: Vec<(String, Kind)>,
+    entries: Entries,
     /// The directory exists and holds nothing at all, hidden entries included: a marker.
     is_marker: bool,
 }
@@ -52,9 +65,9 @@ struct Dir {
 pub(super) struct SortedKeys<'a> {
     root: &'a Path,
     req: &'a ListRequest,
-    /// Entries of the directories being walked, outermost first, each in reverse order so that
-    /// `pop` gives the next one.
-    stack: Vec<Vec<(String, Kind)>>,
+    /// Entries of the directories being walked, outermost first, each in descending order with
+    /// the count not yet visited: the next one is the last of those.
+    stack: Vec<(Entries, usize)>,
     /// An error to report before anything else.
     failed: Option<io::Error>,
 }
@@ -75,12 +88,30 @@ impl<'a> SortedKeys<'a> {
         match entries(root, base) {
             // The prefix names an empty directory: its marker is the one key to list.
             Ok(dir) if dir.is_marker && !base.is_empty() && base.starts_with(&req.prefix) => {
-                walk.stack.push(vec![(base.to_owned(), Kind::Marker)]);
+                walk.stack.push((Arc::from([(base.to_owned(), Kind::Marker)]), 1));
             }
-            Ok(dir) => walk.stack.push(dir.entries),
+            Ok(dir) => walk.push(dir.entries),
             Err(e) => walk.failed = Some(e),
         }
         walk
+    }
+
+    /// Walks `entries` next, from the first that may come after the continuation token: the
+    /// token itself, the ones after it in key order, and a directory that holds it.
+    fn push(&mut self, entries: Entries) {
+        let left = match self.req.continuation.as_deref() {
+            Some(token) => {
+                let after = entries.partition_point(|(key, _)| key.as_str() > token);
+                match entries.get(after) {
+                    Some((key, kind)) if key == token || (*kind == Kind::Dir && token.starts_with(key.as_str())) => {
+                        after + 1
+                    }
+                    _ => after,
+                }
+            }
+            None => entries.len(),
+        };
+        self.stack.push((entries, left));
     }
 
     /// Whether the walk may skip subdirectory `sub` (ending with `/`).
@@ -103,11 +134,11 @@ impl<'a> SortedKeys<'a> {
         if dir.is_marker {
             return Ok(Some(dir_rel.to_owned()));
         }
-        for (key, kind) in dir.entries.into_iter().rev() {
+        for (key, kind) in dir.entries.iter().rev() {
             match kind {
-                Kind::File | Kind::Marker => return Ok(Some(key)),
+                Kind::File | Kind::Marker => return Ok(Some(key.clone())),
                 Kind::Dir => {
-                    if let Some(key) = self.first_key(&key)? {
+                    if let Some(key) = self.first_key(key)? {
                         return Ok(Some(key));
                     }
                 }
@@ -125,11 +156,13 @@ impl Iterator for SortedKeys<'_> {
             return Some(Err(e));
         }
         loop {
-            let top = self.stack.last_mut()?;
-            let Some((rel, kind)) = top.pop() else {
+            let (top, left) = self.stack.last_mut()?;
+            if *left == 0 {
                 self.stack.pop();
                 continue;
-            };
+            }
+            *left -= 1;
+            let (rel, kind) = top[*left].clone();
             match kind {
                 Kind::File | Kind::Marker if rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
                 Kind::File | Kind::Marker => {}
@@ -143,7 +176,7 @@ impl Iterator for SortedKeys<'_> {
                 }
                 Kind::Dir => match entries(self.root, &rel) {
                     Ok(dir) if dir.is_marker && rel.starts_with(&self.req.prefix) => return Some(Ok(rel)),
-                    Ok(dir) => self.stack.push(dir.entries),
+                    Ok(dir) => self.push(dir.entries),
                     Err(e) => return Some(Err(e)),
                 },
             }
@@ -157,7 +190,7 @@ impl Iterator for SortedKeys<'_> {
 /// are skipped. A directory found empty is looked at again once no write or delete is midway
 /// ([`super::settle`]): it may have been empty only for a moment.
 fn entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
-    let dir = read_entries(root, dir_rel)?;
+    let dir = DirCache::read(root, dir_rel)?;
     if !dir.is_marker || dir_rel.is_empty() {
         return Ok(dir);
     }
@@ -195,9 +228,67 @@ fn read_entries(root: &Path, dir_rel: &str) -> io::Result<Dir> {
     }
     entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     Ok(Dir {
-        entries,
+        entries: entries.into(),
         is_marker: !seen,
     })
+}
+
+/// Directories with at least this many entries are kept sorted between pages.
+const CACHED_ENTRIES: usize = 1000;
+/// Directories kept.
+const CACHED_DIRS: usize = 8;
+/// How long before a read the directory's last change must be for the read to be kept. A
+/// change made after the read gives the directory a later modification time (file systems stamp
+/// changes with a clock that lags the real one by a tick, far less than this), so a kept listing
+/// whose directory still shows the time it was read at is still the directory's.
+const SETTLED: Duration = Duration::from_secs(1);
+
+/// Sorted entries of large directories, by path, with the modification time they were read at.
+#[derive(Debug, Default)]
+struct DirCache {
+    dirs: Vec<(PathBuf, SystemTime, Entries)>,
+}
+
+static DIR_CACHE: Mutex<DirCache> = Mutex::new(DirCache { dirs: Vec::new() });
+
+impl DirCache {
+    /// The entries of `dir_rel`: kept ones when the directory has not changed since they were
+    /// read, else read now (and kept when the directory is large and settled).
+    fn read(root: &Path, dir_rel: &str) -> io::Result<Dir> {
+        let path = root.join(dir_rel);
+        let Some(before) = mtime(&path) else {
+            return read_entries(root, dir_rel);
+        };
+        if let Some(entries) = DIR_CACHE
+            .lock()
+            .dirs
+            .iter()
+            .find(|(p, m, _)| *p == path && *m == before)
+            .map(|(_, _, e)| e.clone())
+        {
+            return Ok(Dir {
+                entries,
+                is_marker: false,
+            });
+        }
+        let started = SystemTime::now();
+        let dir = read_entries(root, dir_rel)?;
+        let settled = started.duration_since(before).is_ok_and(|age| age >= SETTLED);
+        if dir.entries.len() >= CACHED_ENTRIES && settled && mtime(&path) == Some(before) {
+            let mut cache = DIR_CACHE.lock();
+            cache.dirs.retain(|(p, _, _)| *p != path);
+            if cache.dirs.len() >= CACHED_DIRS {
+                cache.dirs.remove(0);
+            }
+            cache.dirs.push((path, before, dir.entries.clone()));
+        }
+        Ok(dir)
+    }
+}
+
+/// The modification time of directory `path`, if it is one.
+fn mtime(path: &Path) -> Option<SystemTime> {
+    fs::metadata(path).ok().filter(fs::Metadata::is_dir)?.modified().ok()
 }
 
 /// Whether an error only says that a path disappeared (or never was a directory).
@@ -288,5 +379,58 @@ mod tests {
         assert!(!is_hidden("a/", ".hoard-multipart"));
         assert!(is_hidden("a/", ".hoard-tmp-123"));
         assert!(!is_hidden("", "hoard-tmp"));
+    }
+
+    #[test]
+    fn a_large_settled_directory_is_kept_between_pages_and_read_again_once_changed() {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let big = dir.path().join("big");
+        fs::create_dir(&big).expect("mkdir");
+        let mut keys: Vec<String> = (0..1500).map(|i| format!("big/f{i:05}")).collect();
+        for key in &keys {
+            fs::write(dir.path().join(key), b"x").expect("write");
+        }
+        let settle = || {
+            let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+            fs::File::open(&big)
+                .and_then(|d| d.set_modified(an_hour_ago))
+                .expect("age the directory");
+        };
+        settle();
+        // Pages of 100, each resuming after the last key of the one before (the walk may yield
+        // the token itself: pages drop it, as `paginate` does).
+        let page = |token: Option<&str>| -> Vec<String> {
+            walk(dir.path(), "big/", None, token)
+                .into_iter()
+                .filter(|k| token.is_none_or(|t| k.as_str() > t))
+                .take(100)
+                .collect()
+        };
+        let mut listed: Vec<String> = Vec::new();
+        loop {
+            let next = page(listed.last().map(String::as_str));
+            if next.is_empty() {
+                break;
+            }
+            listed.extend(next);
+        }
+        assert_eq!(listed, keys, "every key once, in order, across pages");
+        assert!(
+            DIR_CACHE
+                .lock()
+                .dirs
+                .iter()
+                .any(|(p, _, e)| *p == big && e.len() == 1500),
+            "the directory is kept"
+        );
+        // A change shows in the next listing, settled or not.
+        fs::write(big.join("f00500a"), b"x").expect("write");
+        keys.push("big/f00500a".to_owned());
+        keys.sort();
+        assert_eq!(walk(dir.path(), "big/", None, None), keys);
+        fs::remove_file(big.join("f00007")).expect("rm");
+        settle();
+        keys.retain(|k| k != "big/f00007");
+        assert_eq!(walk(dir.path(), "big/", None, Some("big/f00005")), keys[5..]);
     }
 }
