@@ -196,6 +196,10 @@ pub struct MountArgs {
     /// FUSE session threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Serve the mount's metrics (Prometheus text, `GET /metrics`) on this address, e.g.
+    /// `127.0.0.1:9101`: `fuse_inodes` (inodes the kernel holds) and the client's counters.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `hoard cluster ...`.

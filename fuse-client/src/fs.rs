@@ -103,6 +103,18 @@ impl HoardFs {
 }
 
 impl Inner {
+    /// The kernel forgot `nlookup` lookups of `ino` (see `crate::inode`).
+    fn forget(&self, ino: u64, nlookup: u64) {
+        let dropped = {
+            let mut inodes = self.inodes.lock();
+            inodes.forget(ino, nlookup);
+            inodes.get(ino).is_none()
+        };
+        if dropped {
+            self.cached_versions.lock().remove(&ino);
+        }
+    }
+
     /// Inode `ino`, if it is known and still has its path.
     fn node(&self, ino: u64) -> Result<Node, Errno> {
         match self.inodes.lock().get(ino) {
@@ -396,9 +408,16 @@ impl Filesystem for HoardFs {
         });
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: Fh, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.inner.dirs.lock().remove(&fh.0);
-        reply.ok();
+    fn releasedir(&self, _req: &Request, ino: INodeNo, fh: Fh, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.spawn(span("releasedir", ino.0), move |fs| async move {
+            fs.releasedir(fh.0).await;
+            reply.ok();
+        });
+    }
+
+    // `batch_forget` (whose argument type fuser keeps private) comes here once per inode.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inner.forget(ino.0, nlookup);
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _datasync: bool, reply: ReplyEmpty) {

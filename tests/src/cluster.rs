@@ -251,12 +251,7 @@ impl Cluster {
 
     /// The Prometheus text of worker `i`.
     pub fn metrics_text(&self, i: usize) -> anyhow::Result<String> {
-        let mut s = TcpStream::connect(self.workers[i].metrics)?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
+        scrape(self.workers[i].metrics)
     }
 
     /// The sum over all label sets of metric `name` (Prometheus spelling) on worker `i`.
@@ -304,6 +299,16 @@ impl Drop for Cluster {
             self.kill_worker(i);
         }
     }
+}
+
+/// The Prometheus text served at `addr` (a worker's or a mount's `--metrics`).
+pub fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 /// Sum of the samples of `name` in Prometheus text (any labels).

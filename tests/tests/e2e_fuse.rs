@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hoard_tests::cluster::{Cluster, Mount, hoard, tail};
+use hoard_tests::cluster::{Cluster, Mount, free_addr, hoard, scrape, sum_metric, tail};
 use hoard_tests::fuse::{MountGuard, local_dir, ok, sh};
 use hoard_tests::pattern;
 
@@ -357,5 +357,68 @@ fn mode_owner_times_and_symlinks_are_kept_in_metadata_across_mounts() {
     assert_eq!(ok(dir, "stat -c %a private"), "604\n");
     assert_eq!(ok(dir, "readlink link; cat sub/up"), "f\nhi\n");
     assert_eq!(ok(dir, "find . -type l | sort"), "./dangling\n./link\n./sub/up\n");
+    cluster.assert_clean_logs();
+}
+
+/// `fuse_inodes` of the mount serving metrics at `addr`.
+fn mount_inodes(addr: std::net::SocketAddr) -> f64 {
+    sum_metric(&scrape(addr).expect("scrape the mount's metrics"), "fuse_inodes")
+}
+
+#[test]
+fn the_mount_drops_the_inodes_the_kernel_forgets() {
+    const FILES: usize = 3000;
+    let (ufs, uri) = local_dir();
+    std::fs::create_dir(ufs.path().join("many")).expect("mkdir");
+    for i in 0..FILES {
+        std::fs::write(ufs.path().join(format!("many/f{i:05}")), pattern(i as u64, 100)).expect("write");
+    }
+    let cluster = Cluster::start_with(1, &[Mount::new("m", &uri)], None, "", None).expect("start worker");
+    let metrics = free_addr().to_string();
+    let Some(mnt) = MountGuard::start(&cluster, &["--mount", "m", "--metrics", &metrics]) else {
+        return;
+    };
+    let metrics = metrics.parse().expect("address");
+    let dir = &mnt.path;
+
+    // Listing with attributes (readdirplus) and stat'ing every file hands the kernel an inode
+    // per file; the mount holds them.
+    assert_eq!(ok(dir, "ls -l many | grep -c '^-'"), format!("{FILES}\n"));
+    assert_eq!(ok(dir, "stat -c %s many/* | sort -u"), "100\n");
+    let held = mount_inodes(metrics);
+    assert!(
+        held > FILES as f64,
+        "the mount holds {held} inodes after listing {FILES} files"
+    );
+    let open = std::fs::File::open(dir.join("many/f00042")).expect("open");
+
+    // The kernel drops its unused inodes and forgets them: so does the mount. The open file's
+    // inode stays.
+    if ok(Path::new("/"), "id -u").trim() != "0" {
+        eprintln!("skipping the forget half: dropping the kernel's caches needs root");
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut now = held;
+    while now > 50.0 && std::time::Instant::now() < deadline {
+        ok(dir, "sync; echo 2 > /proc/sys/vm/drop_caches");
+        std::thread::sleep(Duration::from_millis(200));
+        now = mount_inodes(metrics);
+    }
+    assert!(
+        now <= 50.0,
+        "after dropping the kernel's caches the mount still holds {now} of {held} inodes"
+    );
+    assert!(now >= 2.0, "the root and the open file's inode stay: {now}");
+    hoard_tests::fuse::read_and_check(&open, &pattern(42, 100), 0, 100, "the open file after the forgets");
+
+    // Forgotten names are looked up again, under new numbers, and read as before.
+    assert_eq!(
+        std::fs::read(dir.join("many/f00007")).expect("read again"),
+        pattern(7, 100)
+    );
+    assert_eq!(ok(dir, "ls many | wc -l"), format!("{FILES}\n"));
+    assert_eq!(ok(dir, "ls -l many | grep -c '^-'"), format!("{FILES}\n"));
+    drop(open);
     cluster.assert_clean_logs();
 }

@@ -154,12 +154,15 @@ impl WorkerService {
         match self.meter.call("list", ufs.list(&ufs_req)).await {
             Ok(page) => {
                 let next_continuation = page.next_continuation.clone();
-                // Directory markers (`dir/`) show as the prefixes they make, never as files, as
-                // in merged listings.
+                // Directory markers (`dir/`) show as the prefixes they make, not as files, as in
+                // merged listings; only the listed directory's own marker lists as an object (so
+                // an empty directory's own listing says it exists).
                 let entries = page
                     .into_items()
                     .into_iter()
-                    .filter(|item| !matches!(item, ListItem::Object(o) if o.path.ends_with('/')))
+                    .filter(
+                        |item| !matches!(item, ListItem::Object(o) if o.path.ends_with('/') && o.path != key.prefix),
+                    )
                     .map(list_entry)
                     .collect();
                 let reply = ListReply {

@@ -695,8 +695,10 @@ impl WritePath {
         let mut hidden_prefixes = Vec::new();
         for item in ufs_items {
             match item {
-                // Directory markers show as the prefixes they make, not as files.
-                ListItem::Object(o) if o.path.ends_with('/') => {}
+                // Directory markers show as the prefixes they make, not as files; only the
+                // listed directory's own marker lists as an object, as in the under-store (an
+                // empty directory's own listing is not empty).
+                ListItem::Object(o) if o.path.ends_with('/') && o.path != prefix => {}
                 ListItem::Object(o) => {
                     if !snapshot.contains_key(&o.path) {
                         merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
@@ -717,6 +719,10 @@ impl WritePath {
                 continue;
             }
             let rest = &key[prefix.len()..];
+            if rest.is_empty() && matches!(entry.kind, EntryKind::Dir) {
+                merged.insert(key.clone(), ListEntry::File(marker_meta(key)));
+                continue;
+            }
             if let Some(d) = delimiter
                 && let Some(at) = rest.find(d)
             {
@@ -2320,6 +2326,19 @@ fn file_meta(path: &str, f: &FileEntry) -> FileMeta {
         mtime_ms: f.mtime_ms,
         homed: true,
         metadata: f.metadata.clone(),
+    }
+}
+
+/// A directory marker made with mkdir and still in the overlay, as a listing shows it: an
+/// empty object.
+fn marker_meta(path: &str) -> FileMeta {
+    FileMeta {
+        path: path.to_owned(),
+        size: 0,
+        version: String::new(),
+        mtime_ms: 0,
+        homed: true,
+        metadata: None,
     }
 }
 

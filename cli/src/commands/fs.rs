@@ -27,6 +27,8 @@ pub async fn ls(cluster: Option<&Path>, path: &str, recursive: bool) -> anyhow::
     for entry in entries {
         match entry {
             ListEntry::Prefix(p) => println!("{:>12}  {:<20}  {p}", "-", "-"),
+            // The listed directory's own marker (`dir/`) is the directory, not an entry of it.
+            ListEntry::File(f) if f.path.ends_with('/') => {}
             ListEntry::File(f) => println!("{:>12}  {:<20}  {}", f.size, format_mtime(f.mtime_ms), f.path),
         }
     }

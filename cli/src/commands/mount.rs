@@ -29,6 +29,9 @@ pub async fn run(cluster: Option<&Path>, args: MountArgs) -> anyhow::Result<()> 
     if args.daemon && !child {
         return daemonize(&args);
     }
+    if let Some(addr) = args.metrics {
+        super::worker::serve_metrics(addr)?;
+    }
     let client = cluster_file::client(cluster)?;
     let config = FuseConfig {
         mount: args.mount.clone(),

@@ -20,15 +20,20 @@ pub async fn run(config: Option<&Path>, id: &str) -> anyhow::Result<()> {
     serve(config).await
 }
 
+/// Serve this process's metrics (Prometheus text) on `addr`. Call it once, from a runtime.
+pub fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("latency_us".into()), LATENCY_BUCKETS_US)
+        .context("configure metrics")?
+        .install()
+        .with_context(|| format!("serve metrics on {addr}"))
+}
+
 /// Serve a worker config until SIGINT/SIGTERM.
 pub async fn serve(config: WorkerConfig) -> anyhow::Result<()> {
     if let Some(addr) = config.metrics {
-        PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .set_buckets_for_metric(Matcher::Suffix("latency_us".into()), LATENCY_BUCKETS_US)
-            .context("configure metrics")?
-            .install()
-            .with_context(|| format!("serve metrics on {addr}"))?;
+        serve_metrics(addr)?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

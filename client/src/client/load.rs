@@ -100,6 +100,8 @@ impl Client {
             .await?
             .into_iter()
             .filter_map(|e| match e {
+                // A directory marker (`dir/`) holds no bytes to load.
+                ListEntry::File(f) if f.path.ends_with('/') => None,
                 ListEntry::File(f) => Some(f),
                 ListEntry::Prefix(_) => None,
             })

@@ -48,9 +48,22 @@ impl Inner {
         Ok(fh)
     }
 
+    /// Close directory handle `fh`; the inodes its plain `readdir` gave out that the kernel never
+    /// counted go with it.
+    pub(super) async fn releasedir(&self, fh: u64) {
+        let Some(handle) = self.dirs.lock().remove(&fh) else {
+            return;
+        };
+        let d = handle.lock().await;
+        let mut inodes = self.inodes.lock();
+        for e in d.entries.iter().skip(2) {
+            inodes.drop_unreferenced(e.ino);
+        }
+    }
+
     pub(super) async fn readdir(&self, fh: u64, offset: u64, mut reply: ReplyDirectory) {
         let result = self
-            .each_entry(fh, offset, |i, e| {
+            .each_entry(fh, offset, |i, _, e| {
                 let kind = match e.kind {
                     Kind::Dir => FileType::Directory,
                     Kind::File if e.posix.is_some_and(|p| p.is_symlink()) => FileType::Symlink,
@@ -67,12 +80,20 @@ impl Inner {
 
     pub(super) async fn readdirplus(&self, fh: u64, offset: u64, mut reply: ReplyDirectoryPlus) {
         let result = self
-            .each_entry(fh, offset, |i, e| {
+            .each_entry(fh, offset, |i, dir, e| {
+                // Every entry but `.` and `..` counts as a kernel lookup, of the inode the path
+                // has now (the one it had when listed may have been forgotten since).
+                let dots = e.name == "." || e.name == "..";
+                let ino = if dots {
+                    e.ino
+                } else {
+                    self.inodes.lock().entry(&child_path(dir, &e.name), e.kind)
+                };
                 let (attr, ttl) = match (e.kind, e.posix) {
-                    (Kind::Dir, _) => (dir_attr(e.ino, self.started, &self.config), self.config.entry_ttl),
+                    (Kind::Dir, _) => (dir_attr(ino, self.started, &self.config), self.config.entry_ttl),
                     (Kind::File, posix) => {
                         let known = posix.unwrap_or_default();
-                        let attr = file_attr(e.ino, e.size, e.mtime_ms, self.started, &known, &self.config);
+                        let attr = file_attr(ino, e.size, e.mtime_ms, self.started, &known, &self.config);
                         let ttl = if posix.is_some() {
                             self.config.entry_ttl
                         } else {
@@ -81,7 +102,12 @@ impl Inner {
                         (attr, ttl)
                     }
                 };
-                reply.add(INodeNo(e.ino), i + 1, &e.name, &ttl, &attr, fuser::Generation(0))
+                let full = reply.add(INodeNo(ino), i + 1, &e.name, &ttl, &attr, fuser::Generation(0));
+                if full && !dots {
+                    // Not sent: the kernel does not count it.
+                    self.inodes.lock().forget(ino, 1);
+                }
+                full
             })
             .await;
         match result {
@@ -90,15 +116,20 @@ impl Inner {
         }
     }
 
-    /// Hand the entries of directory handle `fh` from index `offset` on to `add` (which answers
-    /// whether the reply is full), fetching listing pages as needed.
-    async fn each_entry(&self, fh: u64, offset: u64, mut add: impl FnMut(u64, &DirEntry) -> bool) -> Result<(), Errno> {
+    /// Hand the entries of directory handle `fh` from index `offset` on to `add` (with the
+    /// directory's path; it answers whether the reply is full), fetching listing pages as needed.
+    async fn each_entry(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, &str, &DirEntry) -> bool,
+    ) -> Result<(), Errno> {
         let handle = self.dirs.lock().get(&fh).cloned().ok_or(Errno::EBADF)?;
         let mut d = handle.lock().await;
         let mut i = usize::try_from(offset).map_err(|_| Errno::EINVAL)?;
         loop {
             while let Some(entry) = d.entries.get(i) {
-                if add(i as u64, entry) {
+                if add(i as u64, &d.path, entry) {
                     return Ok(());
                 }
                 i += 1;

@@ -74,7 +74,8 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        let ino = self.inodes.lock().upsert(&path, Kind::File);
+        // The reply is an entry (the kernel counts a lookup).
+        let ino = self.inodes.lock().entry(&path, Kind::File);
         self.cached_versions.lock().remove(&ino);
         let writer = WriteHandle::new(0, true, flags & libc::O_APPEND != 0, exclusive);
         let handle = FileHandle::new(ino, path, tgid(pid), Some(writer)).with_attrs(owner.merged_into(&[]));

@@ -52,15 +52,16 @@ impl Inner {
         Ok(self.attr_of(&path, found))
     }
 
-    /// The inode and attributes of `path`, now known to be `found`.
+    /// The inode and attributes of `path`, now known to be `found`, for an entry reply: the
+    /// inode's lookup count goes up by one (see `crate::inode`).
     pub(super) fn attr_of(&self, path: &str, found: Found) -> FileAttr {
         match found {
             Found::Dir => {
-                let ino = self.inodes.lock().upsert(path, Kind::Dir);
+                let ino = self.inodes.lock().entry(path, Kind::Dir);
                 dir_attr(ino, self.started, &self.config)
             }
             Found::File { size, mtime_ms, posix } => {
-                let ino = self.inodes.lock().upsert(path, Kind::File);
+                let ino = self.inodes.lock().entry(path, Kind::File);
                 file_attr(ino, size, mtime_ms, SystemTime::now(), &posix, &self.config)
             }
         }
@@ -93,7 +94,9 @@ impl Inner {
             (_, Ok(page)) if !page.entries.is_empty() => Ok(Found::Dir),
             (Err(e), _) if !e.is_not_found() => Err(errno(&e, Op::Other)),
             (_, Err(e)) if !e.is_not_found() => Err(errno(&e, Op::Other)),
-            // An empty directory (only a marker) shows in its parent's listing, not its own.
+            // An empty directory's own listing holds its marker. A directory this mount knows
+            // whose listing is empty for a moment (its last entry deleted in the overlay, not yet
+            // in a local under-store) is looked for in its parent's listing.
             _ if matches!(known, Some((_, Kind::Dir))) && self.listed_in_parent(path).await? => Ok(Found::Dir),
             _ => Err(Errno::ENOENT),
         }

@@ -246,6 +246,19 @@ async fn renames_and_deletes_follow_posix_rules() {
         })
         .collect();
     assert_eq!(names, vec!["dst/", "empty/", "other"]);
+    // An empty directory's own listing holds its marker, as a plain under-store listing does
+    // (the store's own listing answers once the marker is persisted): it is not empty.
+    let own = f
+        .write
+        .list("m", "empty/", Some("/"), None, false, 1000)
+        .await
+        .expect("overlay")
+        .expect("list");
+    assert!(
+        matches!(&own.entries[..], [ListEntry::File(m)] if m.path == "empty/" && m.size == 0),
+        "{:?}",
+        own.entries
+    );
     f.write.delete("m", "empty", false).await.expect("empty dir");
     f.sync().await;
     assert!(ufs_bytes(&f.store, "src/f3").await.is_none());
