@@ -6,7 +6,9 @@
 //! - [`Transport`]: the client side of a connection to one worker, and [`tcp`], its TCP
 //!   implementation on tokio together with the worker-side server loop;
 //! - [`cluster`]: the cluster configuration file that every process of a cluster reads;
-//! - [`ring`]: placement on a consistent-hash ring, which clients and workers must agree on.
+//! - [`ring`]: placement on a consistent-hash ring, which clients and workers must agree on;
+//! - [`region`]: registered memory regions (the huge-page arena cut into page slots), the only
+//!   module with `unsafe` code.
 //!
 //! Shared memory and RDMA transports implement the same [`Transport`] trait (later issues).
 //!
@@ -23,11 +25,13 @@
 //! # Feature flags
 //! None yet (the `rdma` transport arrives behind one).
 #![deny(clippy::undocumented_unsafe_blocks)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cluster;
 mod error;
+#[allow(unsafe_code)] // The mapping and views of shared memory; see the module's documentation.
+pub mod region;
 pub mod ring;
 pub mod tcp;
 pub mod wire;
