@@ -105,6 +105,7 @@ impl HoardFs {
 impl Inner {
     /// The kernel forgot `nlookup` lookups of `ino` (see `crate::inode`).
     fn forget(&self, ino: u64, nlookup: u64) {
+        tracing::trace!(ino, nlookup, "forget");
         let dropped = {
             let mut inodes = self.inodes.lock();
             inodes.forget(ino, nlookup);

@@ -375,7 +375,19 @@ fn the_mount_drops_the_inodes_the_kernel_forgets() {
     }
     let cluster = Cluster::start_with(1, &[Mount::new("m", &uri)], None, "", None).expect("start worker");
     let metrics = free_addr().to_string();
-    let Some(mnt) = MountGuard::start(&cluster, &["--mount", "m", "--metrics", &metrics]) else {
+    // Long entry timeouts: the kernel drops a dentry whose timeout has passed at its last use,
+    // and would forget the inodes of a slow listing on its own before they are counted here.
+    let args = [
+        "--mount",
+        "m",
+        "--metrics",
+        &metrics,
+        "--entry-ttl",
+        "1h",
+        "--attr-ttl",
+        "1h",
+    ];
+    let Some(mnt) = MountGuard::start(&cluster, &args) else {
         return;
     };
     let metrics = metrics.parse().expect("address");
