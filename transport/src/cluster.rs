@@ -123,6 +123,9 @@ pub struct S3Section {
 pub struct WorkerSection {
     /// Page store eviction policy.
     pub eviction: EvictionKind,
+    /// Map the memory tier from 2 MiB huge pages (falling back to normal pages, with one
+    /// warning, when too few are reserved).
+    pub memory_huge_pages: bool,
     /// How long stat results and listings are trusted before the under-store is asked again.
     #[serde(with = "humantime_serde")]
     pub metadata_ttl: Duration,
@@ -157,6 +160,7 @@ impl Default for WorkerSection {
     fn default() -> Self {
         WorkerSection {
             eviction: EvictionKind::S3fifo,
+            memory_huge_pages: true,
             metadata_ttl: Duration::from_secs(5),
             metadata_entries: 100_000,
             readahead: ByteSize::mib(8),

@@ -6,11 +6,14 @@
 //! (`/proc/sys/vm/nr_hugepages`, see `scripts/hugepages.sh`), locked in memory; of normal pages
 //! otherwise, with one warning.
 //!
-//! A slot is taken with [`Arena::take`] (exclusively, to be written) and frozen into [`Bytes`]
-//! with [`SlotMut::freeze`]. The slot goes back to the free list only when the last `Bytes` that
-//! views it is dropped, so a page being sent to a client is never overwritten under it. Every
-//! return bumps the slot's generation: a location `(region, slot, generation)` handed out earlier
-//! no longer matches once the slot holds something else (what remote readers check).
+//! Slots are blocks of a buddy allocator: powers of two from `min_block` (4 KiB) to `max_block`
+//! (the page size), so a small file's page takes a small block, and two free buddies merge back
+//! into a larger one. A slot is taken with [`Arena::alloc`] (exclusively, to be written) and
+//! frozen into [`Bytes`] with [`SlotMut::freeze`]. The slot goes back to the free lists only when
+//! the last `Bytes` that views it is dropped, so a page being sent to a client is never
+//! overwritten under it. Every return bumps the slot's generation: a location `(region, offset,
+//! generation)` handed out earlier no longer matches once the slot holds something else (what
+//! remote readers check).
 //!
 //! This module and its children are the only places in this crate with `unsafe` code: raw
 //! `mmap`/`memfd_create` calls and the views of the mapping. The invariant that makes the views
@@ -18,6 +21,7 @@
 //! frozen views, which exist only after the `SlotMut` is gone and keep the slot from being taken
 //! again while they live.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -45,11 +49,13 @@ pub enum Backing {
 pub struct ArenaConfig {
     /// A name for the mapping (shows in `/proc/PID/maps` as `memfd:NAME`).
     pub name: String,
-    /// Bytes of page data the arena holds; rounded up to whole slots (and, for huge pages, to
-    /// whole huge pages).
+    /// Bytes of page data the arena holds; rounded up to whole `min_block`s (the mapping, for
+    /// huge pages, to whole huge pages).
     pub bytes: u64,
-    /// Bytes per slot (the page size).
-    pub slot_bytes: u64,
+    /// Smallest slot: a power of two, at least 4 KiB.
+    pub min_block: u64,
+    /// Largest slot (the page size): a power of two, at least `min_block`, at most 1 GiB.
+    pub max_block: u64,
     /// Try huge pages first.
     pub huge_pages: bool,
 }
@@ -133,13 +139,70 @@ impl Drop for Mapping {
     }
 }
 
+/// Free blocks by order: `lists[k]` holds the starts (in units of `min_block`) of free blocks of
+/// `min_block << k` bytes. A block of order `k` starts at a multiple of `2^k` units.
+#[derive(Debug)]
+struct Buddy {
+    lists: Vec<BTreeSet<u32>>,
+    free_units: u64,
+}
+
+impl Buddy {
+    /// All of `units` free, cut into the largest aligned blocks up to order `max`.
+    fn new(units: u32, max: u8) -> Buddy {
+        let mut b = Buddy {
+            lists: vec![BTreeSet::new(); usize::from(max) + 1],
+            free_units: u64::from(units),
+        };
+        let mut at = 0u32;
+        while at < units {
+            let order = (0..=max)
+                .rev()
+                .find(|&k| at.is_multiple_of(1 << k) && u64::from(at) + (1u64 << k) <= u64::from(units))
+                .unwrap_or(0);
+            b.lists[usize::from(order)].insert(at);
+            at += 1 << order;
+        }
+        b
+    }
+
+    /// A free block of order `k`, splitting a larger one if needed.
+    fn alloc(&mut self, k: u8) -> Option<u32> {
+        let max = self.lists.len() - 1;
+        let from = (usize::from(k)..=max).find(|&j| !self.lists[j].is_empty())?;
+        let start = self.lists[from].pop_first()?;
+        for j in (usize::from(k)..from).rev() {
+            self.lists[j].insert(start + (1 << j));
+        }
+        self.free_units -= 1 << k;
+        Some(start)
+    }
+
+    /// Block `start` of order `k` is free again: merged with its buddy while that is free.
+    fn free(&mut self, start: u32, k: u8) {
+        self.free_units += 1 << k;
+        let max = self.lists.len() - 1;
+        let (mut start, mut k) = (start, usize::from(k));
+        while k < max {
+            let buddy = start ^ (1 << k);
+            if !self.lists[k].remove(&buddy) {
+                break;
+            }
+            start = start.min(buddy);
+            k += 1;
+        }
+        self.lists[k].insert(start);
+    }
+}
+
 /// A region of page slots. Cheap to share (`Arc<Arena>`).
 pub struct Arena {
     id: u32,
     mapping: Mapping,
-    slot_bytes: usize,
-    slots: u32,
-    free: Mutex<Vec<u32>>,
+    min_block: usize,
+    max_order: u8,
+    units: u32,
+    free: Mutex<Buddy>,
     generations: Box<[AtomicU64]>,
 }
 
@@ -149,9 +212,8 @@ impl fmt::Debug for Arena {
             .field("id", &self.id)
             .field("backing", &self.mapping.backing)
             .field("locked", &self.mapping.locked)
-            .field("slots", &self.slots)
-            .field("slot_bytes", &self.slot_bytes)
-            .field("free", &self.free.lock().len())
+            .field("capacity", &self.capacity_bytes())
+            .field("free", &self.free_bytes())
             .finish()
     }
 }
@@ -161,21 +223,24 @@ impl Arena {
     /// one warning saying why.
     ///
     /// # Errors
-    /// A slot size of 0 or over 1 GiB, a size of no slot at all, or a mapping the kernel
+    /// Block sizes that are not powers of two from 4 KiB (`min_block`) to 1 GiB (`max_block`),
+    /// a size under one largest block or of 2^32 smallest blocks or more, or a mapping the kernel
     /// refuses even of normal pages.
     pub fn new(id: u32, config: &ArenaConfig) -> io::Result<Arc<Arena>> {
-        let slot_bytes = usize::try_from(config.slot_bytes)
+        let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
+        let (min, max) = (config.min_block, config.max_block);
+        if !min.is_power_of_two() || !max.is_power_of_two() || min < 4096 || max < min || max > 1 << 30 {
+            return Err(invalid(
+                "block sizes must be powers of two, 4 KiB <= min_block <= max_block <= 1 GiB",
+            ));
+        }
+        let units = u32::try_from(config.bytes.div_ceil(min))
             .ok()
-            .filter(|s| (1..=1 << 30).contains(s))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "slot size must be 1 B to 1 GiB"))?;
-        let wanted = usize::try_from(config.bytes)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "arena too large"))?;
-        let slots = wanted.div_ceil(slot_bytes);
-        let slots_u32 = u32::try_from(slots)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "an arena holds 1 to 2^32-1 slots"))?;
-        let len = slots * slot_bytes;
+            .filter(|u| u64::from(*u) * min >= max)
+            .ok_or_else(|| invalid("an arena holds at least one largest block and fewer than 2^32 smallest"))?;
+        let min_block = usize::try_from(min).map_err(|_| invalid("block too large"))?;
+        let len = usize::try_from(u64::from(units) * min).map_err(|_| invalid("arena too large"))?;
+        let max_order = u8::try_from((max / min).trailing_zeros()).map_err(|_| invalid("block sizes"))?;
         let mapping = if config.huge_pages {
             let huge_len = len.next_multiple_of(HUGE_PAGE_BYTES);
             match Mapping::new(&config.name, huge_len, true) {
@@ -199,11 +264,11 @@ impl Arena {
         Ok(Arc::new(Arena {
             id,
             mapping,
-            slot_bytes,
-            slots: slots_u32,
-            // Popped from the end: slot 0 is taken first.
-            free: Mutex::new((0..slots_u32).rev().collect()),
-            generations: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            min_block,
+            max_order,
+            units,
+            free: Mutex::new(Buddy::new(units, max_order)),
+            generations: (0..units).map(|_| AtomicU64::new(0)).collect(),
         }))
     }
 
@@ -222,19 +287,25 @@ impl Arena {
         self.mapping.locked
     }
 
-    /// Bytes per slot.
-    pub fn slot_bytes(&self) -> u64 {
-        self.slot_bytes as u64
+    /// Largest slot.
+    pub fn max_block(&self) -> u64 {
+        (self.min_block as u64) << self.max_order
     }
 
-    /// Number of slots.
-    pub fn slots(&self) -> u32 {
-        self.slots
+    /// Bytes the slots hold in all.
+    pub fn capacity_bytes(&self) -> u64 {
+        u64::from(self.units) * self.min_block as u64
     }
 
-    /// Slots free now.
-    pub fn free_slots(&self) -> u32 {
-        u32::try_from(self.free.lock().len()).unwrap_or(u32::MAX)
+    /// Bytes in free blocks now.
+    pub fn free_bytes(&self) -> u64 {
+        self.free.lock().free_units * self.min_block as u64
+    }
+
+    /// Bytes of the block a slot of `len` bytes takes (`None`: larger than the largest).
+    pub fn block_bytes(&self, len: u64) -> Option<u64> {
+        let order = self.order_of(len)?;
+        Some((self.min_block as u64) << order)
     }
 
     /// Bytes of the mapping (the slots, rounded up to whole huge pages).
@@ -247,63 +318,78 @@ impl Arena {
         self.mapping.fd.as_fd()
     }
 
-    /// The generation of slot `index` now: it changes every time the slot is given back.
-    pub fn generation(&self, index: u32) -> Option<u64> {
-        self.generations.get(index as usize).map(|g| g.load(Ordering::Acquire))
+    /// The generation of the slot starting at byte `offset` now: it changes every time the
+    /// slot is given back.
+    pub fn generation(&self, offset: u64) -> Option<u64> {
+        let unit = usize::try_from(offset / self.min_block as u64).ok()?;
+        self.generations.get(unit).map(|g| g.load(Ordering::Acquire))
     }
 
-    /// A free slot, to be written and then frozen; `None` when every slot is in use (held by a
-    /// cached page or by a view still being read).
-    pub fn take(self: &Arc<Self>) -> Option<SlotMut> {
-        let index = self.free.lock().pop()?;
+    /// A free slot of at least `len` bytes, to be written and then frozen; `None` when `len` is
+    /// larger than the largest block or no free block is large enough (the space is held by
+    /// cached pages or by views still being read, or cut into smaller blocks).
+    pub fn alloc(self: &Arc<Self>, len: u64) -> Option<SlotMut> {
+        let order = self.order_of(len)?;
+        let unit = self.free.lock().alloc(order)?;
         Some(SlotMut {
             arena: self.clone(),
-            index,
+            unit,
+            order,
         })
     }
 
-    /// Byte offset of slot `index` in the mapping.
-    fn offset(&self, index: u32) -> usize {
-        index as usize * self.slot_bytes
+    /// The order of the smallest block holding `len` bytes.
+    fn order_of(&self, len: u64) -> Option<u8> {
+        let units = len.div_ceil(self.min_block as u64).max(1);
+        let order = u8::try_from(units.next_power_of_two().trailing_zeros()).ok()?;
+        (order <= self.max_order).then_some(order)
     }
 
-    /// Slot `index` is no longer viewed or written: a new generation, and free.
-    fn give_back(&self, index: u32) {
-        self.generations[index as usize].fetch_add(1, Ordering::AcqRel);
-        self.free.lock().push(index);
+    /// Byte offset and length of the block at `unit` of `order`.
+    fn span(&self, unit: u32, order: u8) -> (usize, usize) {
+        (unit as usize * self.min_block, self.min_block << order)
+    }
+
+    /// The block is no longer viewed or written: a new generation, and free.
+    fn give_back(&self, unit: u32, order: u8) {
+        self.generations[unit as usize].fetch_add(1, Ordering::AcqRel);
+        self.free.lock().free(unit, order);
     }
 }
 
 /// A slot taken for writing: the only access to its bytes until it is frozen or dropped (dropped,
-/// it goes back to the free list).
+/// it goes back to the free lists).
 pub struct SlotMut {
     arena: Arc<Arena>,
-    index: u32,
+    unit: u32,
+    order: u8,
 }
 
 impl fmt::Debug for SlotMut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotMut")
             .field("arena", &self.arena.id)
-            .field("index", &self.index)
+            .field("offset", &self.offset())
+            .field("bytes", &self.arena.span(self.unit, self.order).1)
             .finish()
     }
 }
 
 impl SlotMut {
-    /// The slot's index in its arena.
-    pub fn index(&self) -> u32 {
-        self.index
+    /// The slot's byte offset in its arena.
+    pub fn offset(&self) -> u64 {
+        self.arena.span(self.unit, self.order).0 as u64
     }
 
-    /// The slot's bytes, to fill.
+    /// The slot's bytes, to fill (the whole block: at least the length asked for).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let offset = self.arena.offset(self.index);
-        // SAFETY: the slot lies inside the mapping (index < slots, offset + slot_bytes <= len),
-        // and this `SlotMut` is its only handle: it was popped from the free list, and no frozen
-        // view of it exists (views are made only by consuming the `SlotMut`, and the slot
-        // returns to the free list only when the last view is dropped).
-        unsafe { std::slice::from_raw_parts_mut(self.arena.mapping.ptr.as_ptr().add(offset), self.arena.slot_bytes) }
+        let (offset, len) = self.arena.span(self.unit, self.order);
+        // SAFETY: the block lies inside the mapping (its units are below `units`, and the
+        // mapping is `units * min_block` bytes or more), and this `SlotMut` is its only handle:
+        // the buddy lists gave the block out once, no frozen view of it exists (views are made
+        // only by consuming the `SlotMut`), and it returns to the lists only when the last view
+        // is dropped.
+        unsafe { std::slice::from_raw_parts_mut(self.arena.mapping.ptr.as_ptr().add(offset), len) }
     }
 
     /// The first `len` bytes of the slot as [`Bytes`]; the slot stays taken until every clone
@@ -312,11 +398,14 @@ impl SlotMut {
     /// # Panics
     /// When `len` is larger than the slot.
     pub fn freeze(self, len: usize) -> (Bytes, u64) {
-        assert!(len <= self.arena.slot_bytes, "a frozen view longer than its slot");
-        let generation = self.arena.generations[self.index as usize].load(Ordering::Acquire);
+        let (offset, block) = self.arena.span(self.unit, self.order);
+        assert!(len <= block, "a frozen view longer than its slot");
+        let generation = self.arena.generations[self.unit as usize].load(Ordering::Acquire);
         let view = Frozen {
             arena: self.arena.clone(),
-            index: self.index,
+            unit: self.unit,
+            order: self.order,
+            offset,
             len,
         };
         // The `Frozen` now owns the slot: do not give it back when `self` goes.
@@ -327,85 +416,147 @@ impl SlotMut {
 
 impl Drop for SlotMut {
     fn drop(&mut self) {
-        self.arena.give_back(self.index);
+        self.arena.give_back(self.unit, self.order);
     }
 }
 
 /// The owner behind a frozen slot's `Bytes`: gives the slot back when the last view goes.
 struct Frozen {
     arena: Arc<Arena>,
-    index: u32,
+    unit: u32,
+    order: u8,
+    offset: usize,
     len: usize,
 }
 
 impl AsRef<[u8]> for Frozen {
     fn as_ref(&self) -> &[u8] {
-        let offset = self.arena.offset(self.index);
-        // SAFETY: inside the mapping (as in `SlotMut::as_mut_slice`, and len <= slot_bytes); the
-        // slot's `SlotMut` was consumed by `freeze`, so nothing writes it while this view lives,
-        // and it is not given back (so not taken again) before this owner is dropped.
-        unsafe { std::slice::from_raw_parts(self.arena.mapping.ptr.as_ptr().add(offset), self.len) }
+        // SAFETY: inside the mapping (as in `SlotMut::as_mut_slice`, and `len` is at most the
+        // block); the slot's `SlotMut` was consumed by `freeze`, so nothing writes it while this
+        // view lives, and it is not given back (so not handed out again) before this owner is
+        // dropped.
+        unsafe { std::slice::from_raw_parts(self.arena.mapping.ptr.as_ptr().add(self.offset), self.len) }
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        self.arena.give_back(self.index);
+        self.arena.give_back(self.unit, self.order);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+
     use super::*;
 
-    fn arena(bytes: u64, slot: u64, huge: bool) -> Arc<Arena> {
+    const K4: u64 = 4096;
+
+    fn arena(bytes: u64, max_block: u64, huge: bool) -> Arc<Arena> {
         let config = ArenaConfig {
             name: "hoard-test".into(),
             bytes,
-            slot_bytes: slot,
+            min_block: K4,
+            max_block,
             huge_pages: huge,
         };
         Arena::new(7, &config).expect("arena")
     }
 
     #[test]
-    fn slots_are_taken_once_and_come_back_with_a_new_generation_when_their_last_view_goes() {
-        let a = arena(4 << 10, 1 << 10, false);
-        assert_eq!((a.slots(), a.free_slots(), a.slot_bytes(), a.id()), (4, 4, 1024, 7));
-        let mut s = a.take().expect("a free slot");
-        let index = s.index();
+    fn slots_come_back_with_a_new_generation_when_their_last_view_goes() {
+        let a = arena(16 * K4, 4 * K4, false);
+        assert_eq!(
+            (a.capacity_bytes(), a.free_bytes(), a.max_block(), a.id()),
+            (16 * K4, 16 * K4, 4 * K4, 7)
+        );
+        let mut s = a.alloc(5).expect("a free slot");
+        let offset = s.offset();
         s.as_mut_slice()[..5].copy_from_slice(b"hello");
-        let g0 = a.generation(index).expect("generation");
+        let g0 = a.generation(offset).expect("generation");
         let (view, g) = s.freeze(5);
-        assert_eq!((&view[..], g, a.free_slots()), (&b"hello"[..], g0, 3));
+        assert_eq!((&view[..], g, a.free_bytes()), (&b"hello"[..], g0, 15 * K4));
         let clone = view.slice(1..3);
         drop(view);
-        assert_eq!(a.free_slots(), 3, "a clone still views the slot");
+        assert_eq!(a.free_bytes(), 15 * K4, "a clone still views the slot");
         assert_eq!(&clone[..], b"el");
         drop(clone);
-        assert_eq!(a.free_slots(), 4, "back once the last view is gone");
-        assert_eq!(a.generation(index), Some(g0 + 1), "a new generation");
-        let unused = a.take().expect("slot");
+        assert_eq!(a.free_bytes(), 16 * K4, "back once the last view is gone");
+        assert_eq!(a.generation(offset), Some(g0 + 1), "a new generation");
+        let unused = a.alloc(K4).expect("slot");
         drop(unused);
-        assert_eq!(a.free_slots(), 4, "a slot taken and dropped unwritten comes back too");
+        assert_eq!(
+            a.free_bytes(),
+            16 * K4,
+            "a slot taken and dropped unwritten comes back too"
+        );
+        assert!(a.alloc(4 * K4 + 1).is_none(), "larger than the largest block");
+        assert_eq!(a.block_bytes(3 * K4), Some(4 * K4));
+        assert_eq!(a.block_bytes(0), Some(K4));
     }
 
     #[test]
-    fn a_full_arena_refuses_until_a_slot_comes_back_and_slots_never_overlap() {
-        let a = arena(3 * 1000, 1000, false);
-        let mut views = Vec::new();
-        while let Some(mut s) = a.take() {
-            let fill = s.index() as u8 + 1;
-            s.as_mut_slice().fill(fill);
-            views.push(s.freeze(1000).0);
+    fn small_pages_take_small_blocks_and_free_buddies_merge() {
+        // 8 units, blocks up to 4 units: two blocks of 4 at the start.
+        let a = arena(8 * K4, 4 * K4, false);
+        let smalls: Vec<SlotMut> = (0..8).map(|_| a.alloc(100).expect("a 4 KiB block")).collect();
+        assert!(a.alloc(1).is_none(), "full");
+        let mut offsets: Vec<u64> = smalls.iter().map(SlotMut::offset).collect();
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..8).map(|i| i * K4).collect::<Vec<_>>(), "every unit once");
+        drop(smalls);
+        let big = [a.alloc(4 * K4).expect("merged"), a.alloc(4 * K4).expect("merged")];
+        assert!(a.alloc(1).is_none(), "the merged blocks fill the arena");
+        drop(big);
+        assert_eq!(a.free_bytes(), 8 * K4);
+    }
+
+    /// Random allocations and frees against a model: blocks never overlap, each is aligned to
+    /// its size, what is written stays, and once all are freed the arena is whole again.
+    #[test]
+    fn random_allocations_never_overlap_and_all_merge_back() {
+        let a = arena(64 * K4 + 3 * K4, 16 * K4, false);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut live: Vec<(Bytes, u64, u8)> = Vec::new();
+        for round in 0..20_000u32 {
+            if rng.random_bool(0.55) {
+                let len = rng.random_range(1..=16 * K4);
+                if let Some(mut s) = a.alloc(len) {
+                    let block = a.block_bytes(len).expect("fits");
+                    assert_eq!(s.offset() % block, 0, "aligned to its size");
+                    let fill = (round % 251) as u8;
+                    let n = usize::try_from(len).expect("len");
+                    s.as_mut_slice()[..n].fill(fill);
+                    let offset = s.offset();
+                    let (view, _) = s.freeze(n);
+                    live.push((view, offset, fill));
+                }
+            } else if !live.is_empty() {
+                let i = rng.random_range(0..live.len());
+                let (view, _, fill) = live.swap_remove(i);
+                assert!(view.iter().all(|b| *b == fill), "a block was written by another");
+            }
+            let mut spans: Vec<(u64, u64)> = live
+                .iter()
+                .map(|(v, o, _)| (*o, a.block_bytes(v.len() as u64).expect("fits")))
+                .collect();
+            spans.sort_unstable();
+            for w in spans.windows(2) {
+                assert!(w[0].0 + w[0].1 <= w[1].0, "blocks overlap: {w:?}");
+            }
+            let used: u64 = spans.iter().map(|s| s.1).sum();
+            assert_eq!(used + a.free_bytes(), a.capacity_bytes());
         }
-        assert_eq!(views.len(), 3);
-        assert!(a.take().is_none(), "every slot is viewed");
-        for v in &views {
-            assert!(v.iter().all(|b| *b == v[0]), "a slot was written by another");
+        for (view, _, fill) in live.drain(..) {
+            assert!(view.iter().all(|b| *b == fill));
         }
-        views.pop();
-        assert!(a.take().is_some());
+        assert_eq!(a.free_bytes(), a.capacity_bytes());
+        let whole: Vec<SlotMut> = (0..4)
+            .map(|_| a.alloc(16 * K4).expect("largest blocks again"))
+            .collect();
+        assert!(a.alloc(16 * K4).is_none(), "3 units of tail never make a largest block");
+        drop(whole);
     }
 
     #[test]
@@ -435,7 +586,7 @@ mod tests {
             Backing::HugePages => assert_eq!(a.mapped_bytes(), 4 << 20),
             Backing::NormalPages => assert_eq!(a.mapped_bytes(), 3 << 20),
         }
-        let mut s = a.take().expect("slot");
+        let mut s = a.alloc(1 << 20).expect("slot");
         s.as_mut_slice()[(1 << 20) - 1] = 9;
         let (v, _) = s.freeze(1 << 20);
         assert_eq!(v[(1 << 20) - 1], 9);
@@ -445,14 +596,25 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for (bytes, slot) in [(0, 1024), (1024, 0), (1024, 2 << 30)] {
+        for (bytes, min, max) in [
+            (0, K4, K4),
+            (K4, K4, 2 * K4),
+            (1 << 20, 1024, K4),
+            (1 << 20, 3 * K4, 3 * K4),
+            (1 << 20, 2 * K4, K4),
+            (4 << 30, K4, 2 << 30),
+        ] {
             let config = ArenaConfig {
                 name: "bad".into(),
                 bytes,
-                slot_bytes: slot,
+                min_block: min,
+                max_block: max,
                 huge_pages: false,
             };
-            assert!(Arena::new(1, &config).is_err(), "{bytes} bytes in slots of {slot}");
+            assert!(
+                Arena::new(1, &config).is_err(),
+                "{bytes} bytes in blocks of {min}..{max}"
+            );
         }
     }
 }

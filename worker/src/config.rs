@@ -27,6 +27,8 @@ pub struct WorkerConfig {
     pub memory_capacity_bytes: u64,
     /// Eviction policy.
     pub eviction: EvictionKind,
+    /// Map the memory tier from huge pages when reserved.
+    pub memory_huge_pages: bool,
     /// Metadata cache time-to-live.
     pub metadata_ttl: Duration,
     /// Most metadata cache entries.
@@ -90,6 +92,7 @@ impl WorkerConfig {
         };
         let WorkerSection {
             eviction,
+            memory_huge_pages,
             metadata_ttl,
             metadata_entries,
             readahead,
@@ -121,6 +124,7 @@ impl WorkerConfig {
             chunk_size: chunk_size.as_u64(),
             memory_capacity_bytes: me.memory_capacity.as_u64(),
             eviction: *eviction,
+            memory_huge_pages: *memory_huge_pages,
             metadata_ttl: *metadata_ttl,
             metadata_entries: usize::try_from(*metadata_entries).context("metadata_entries")?,
             readahead_bytes: readahead.as_u64(),

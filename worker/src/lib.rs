@@ -65,11 +65,22 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
             .with_context(|| format!("open mount `{}`", m.name))?;
         mounts.insert(m.name.clone(), ufs);
     }
-    let store = Arc::new(MemoryPageStore::new(
+    let store = MemoryPageStore::new(
         config.memory_capacity_bytes,
+        config.page_size,
+        config.memory_huge_pages,
         eviction::from_kind(config.eviction),
-    ));
-    ::metrics::gauge!(metrics::CAPACITY_BYTES).set(config.memory_capacity_bytes as f64);
+    )
+    .with_context(|| format!("map the memory tier ({} bytes)", config.memory_capacity_bytes))?;
+    let arena = store.arena();
+    tracing::info!(
+        bytes = arena.capacity_bytes(),
+        backing = ?arena.backing(),
+        locked = arena.locked(),
+        "memory tier mapped"
+    );
+    ::metrics::gauge!(metrics::CAPACITY_BYTES).set(arena.capacity_bytes() as f64);
+    let store = Arc::new(store);
     let meter = Arc::new(UfsMeter::default());
     let read_path = Arc::new(ReadPath::new(
         store,

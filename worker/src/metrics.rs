@@ -63,6 +63,9 @@ pub const PAGE_HITS: &str = "worker.page_hits";
 pub const PAGE_MISSES: &str = "worker.page_misses";
 /// Counter: pages evicted.
 pub const EVICTIONS: &str = "worker.evictions";
+/// Counter: pages filled or written but not cached, because no slot of the memory tier could
+/// be freed for them (every slot still being sent, or free space cut too small).
+pub const PAGES_NOT_CACHED: &str = "worker.pages_not_cached";
 /// Gauge: bytes of cached pages.
 pub const CACHED_BYTES: &str = "worker.cached_bytes";
 /// Gauge: cached pages.

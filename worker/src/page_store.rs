@@ -4,8 +4,8 @@
 //! was filled. Keys include the file's version tag, so pages of an older version of an object are
 //! simply never asked for again and age out; they can never be served for the new version.
 //!
-//! This store keeps pages in process memory ([`MemoryPageStore`]); the hugepage arena and
-//! the NVMe tier (registered for shared memory and RDMA) replace its backing later.
+//! The memory tier ([`MemoryPageStore`]) keeps pages in slots of a huge-page arena (see
+//! `hoard_transport::region`); the NVMe tier comes later.
 
 mod memory;
 

@@ -21,7 +21,9 @@ async fn setup(len: usize, readahead: u64, delay_ms: u64) -> (Arc<ReadPath>, Arc
     let mem: Arc<dyn UnderStore> = Arc::new(InMemoryStore::new());
     let meta = mem.put("f", data(len)).await.expect("put");
     let ufs = Arc::new(UnreliableStore::new(mem).with_delay(Duration::from_millis(delay_ms)));
-    let store = Arc::new(MemoryPageStore::new(1 << 30, eviction::from_kind(EvictionKind::S3fifo)));
+    let store = Arc::new(
+        MemoryPageStore::new(1 << 30, PS, false, eviction::from_kind(EvictionKind::S3fifo)).expect("memory tier"),
+    );
     let config = ReadPathConfig {
         page_size: PS,
         chunk_size: 64 * PS,

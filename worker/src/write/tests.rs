@@ -51,10 +51,10 @@ impl Fixture {
         let (data, journal) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
         let store = Arc::new(LocalUnderStore::new(data.path()).expect("store"));
         let journal_dir = journal.path().to_owned();
-        let pages = Arc::new(MemoryPageStore::new(
-            64 << 20,
-            crate::eviction::from_kind(Default::default()),
-        ));
+        let pages = Arc::new(
+            MemoryPageStore::new(64 << 20, 1 << 20, false, crate::eviction::from_kind(Default::default()))
+                .expect("memory tier"),
+        );
         let write = open(&journal_dir, &store, mode).cache_pages_in(pages.clone(), 1 << 20);
         let stop = CancellationToken::new();
         write.start(stop.clone());
