@@ -203,7 +203,47 @@ pub struct Arena {
     max_order: u8,
     units: u32,
     free: Mutex<Buddy>,
-    generations: Box<[AtomicU64]>,
+    generations: Generations,
+}
+
+/// One generation word per smallest block, in a memfd of their own (so a local client can map
+/// them read-only beside the arena): the word of a block's first unit changes every time the
+/// block is given back.
+struct Generations {
+    mapping: Mapping,
+    units: usize,
+}
+
+impl Generations {
+    fn new(name: &str, units: usize) -> io::Result<Generations> {
+        let len = (units * 8).next_multiple_of(4096);
+        Ok(Generations {
+            mapping: Mapping::new(&format!("{name}-generations"), len, false)?,
+            units,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is page-aligned (so 8-aligned), at least `units * 8` bytes, zeroed
+        // by the kernel, and lives as long as `self`; `AtomicU64` has the size and alignment of
+        // `u64` and every bit pattern is valid; this process only ever accesses the words
+        // through these atomics (a client maps them read-only and only loads).
+        unsafe { std::slice::from_raw_parts(self.mapping.ptr.as_ptr().cast::<AtomicU64>(), self.units) }
+    }
+}
+
+/// Where a frozen slot lies: what a client needs to copy a page out of a mapping of the arena,
+/// and to tell whether the copy is still that page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The arena ([`Arena::id`]).
+    pub region: u32,
+    /// Byte offset of the slot in the arena.
+    pub offset: u64,
+    /// Bytes of the page.
+    pub len: u64,
+    /// The slot's generation when the location was made.
+    pub generation: u64,
 }
 
 impl fmt::Debug for Arena {
@@ -268,7 +308,7 @@ impl Arena {
             max_order,
             units,
             free: Mutex::new(Buddy::new(units, max_order)),
-            generations: (0..units).map(|_| AtomicU64::new(0)).collect(),
+            generations: Generations::new(&config.name, units as usize)?,
         }))
     }
 
@@ -318,11 +358,40 @@ impl Arena {
         self.mapping.fd.as_fd()
     }
 
+    /// The memfd of the generation words, to hand to a local client with [`Arena::fd`].
+    pub fn generations_fd(&self) -> BorrowedFd<'_> {
+        self.generations.mapping.fd.as_fd()
+    }
+
+    /// Smallest block: the unit of offsets and generation words.
+    pub fn min_block(&self) -> u64 {
+        self.min_block as u64
+    }
+
+    /// The location of `view`, a frozen slot of this arena as [`SlotMut::freeze`] made it (it
+    /// starts where its slot starts); `None` for bytes elsewhere. While `view` lives its slot
+    /// cannot be given back, so the generation is the slot's current one.
+    pub fn locate(&self, view: &Bytes) -> Option<Location> {
+        let base = self.mapping.ptr.as_ptr() as usize;
+        let at = (view.as_ptr() as usize).checked_sub(base)?;
+        let end = at.checked_add(view.len())?;
+        if end as u64 > self.capacity_bytes() || at % self.min_block != 0 {
+            return None;
+        }
+        let generation = self.generations.words()[at / self.min_block].load(Ordering::Acquire);
+        Some(Location {
+            region: self.id,
+            offset: at as u64,
+            len: view.len() as u64,
+            generation,
+        })
+    }
+
     /// The generation of the slot starting at byte `offset` now: it changes every time the
     /// slot is given back.
     pub fn generation(&self, offset: u64) -> Option<u64> {
         let unit = usize::try_from(offset / self.min_block as u64).ok()?;
-        self.generations.get(unit).map(|g| g.load(Ordering::Acquire))
+        self.generations.words().get(unit).map(|g| g.load(Ordering::Acquire))
     }
 
     /// A free slot of at least `len` bytes, to be written and then frozen; `None` when `len` is
@@ -331,6 +400,11 @@ impl Arena {
     pub fn alloc(self: &Arc<Self>, len: u64) -> Option<SlotMut> {
         let order = self.order_of(len)?;
         let unit = self.free.lock().alloc(order)?;
+        // The block's generation was bumped when it was given back (before the free list's
+        // lock passed it here). This fence, before any write into the block, pairs with the
+        // acquire fence a reader puts between its copy and its second look at the generation:
+        // a reader that copied any of the bytes written next also sees the bump.
+        std::sync::atomic::fence(Ordering::Release);
         Some(SlotMut {
             arena: self.clone(),
             unit,
@@ -352,7 +426,9 @@ impl Arena {
 
     /// The block is no longer viewed or written: a new generation, and free.
     fn give_back(&self, unit: u32, order: u8) {
-        self.generations[unit as usize].fetch_add(1, Ordering::AcqRel);
+        // Bumped before the block can be handed out again: a copy that overlaps any later
+        // write into these bytes sees a new word when it checks after copying.
+        self.generations.words()[unit as usize].fetch_add(1, Ordering::AcqRel);
         self.free.lock().free(unit, order);
     }
 }
@@ -400,7 +476,7 @@ impl SlotMut {
     pub fn freeze(self, len: usize) -> (Bytes, u64) {
         let (offset, block) = self.arena.span(self.unit, self.order);
         assert!(len <= block, "a frozen view longer than its slot");
-        let generation = self.arena.generations[self.unit as usize].load(Ordering::Acquire);
+        let generation = self.arena.generations.words()[self.unit as usize].load(Ordering::Acquire);
         let view = Frozen {
             arena: self.arena.clone(),
             unit: self.unit,
@@ -442,6 +518,175 @@ impl AsRef<[u8]> for Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         self.arena.give_back(self.unit, self.order);
+    }
+}
+
+/// A copy from a mapped region that did not see one page whole: the slot was given back (and
+/// maybe reused) before or while it was copied. Ask the worker again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the slot at offset {offset} of region {region} changed (generation {expected} is gone)")]
+pub struct Stale {
+    /// The region.
+    pub region: u32,
+    /// The slot's offset.
+    pub offset: u64,
+    /// The generation the location had.
+    pub expected: u64,
+    /// The slot changed while it was being copied (it was still the page when the copy began):
+    /// the copy may be torn.
+    pub during_copy: bool,
+}
+
+/// A read-only shared mapping of a file descriptor another process (the worker) writes.
+struct ReadMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a read-only mapping that lives as long as the value; all access goes through
+// `RegionReader`, which only loads.
+unsafe impl Send for ReadMapping {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ReadMapping {}
+
+impl ReadMapping {
+    fn new(fd: BorrowedFd<'_>) -> io::Result<ReadMapping> {
+        let len = usize::try_from(std::fs::File::from(fd.try_clone_to_owned()?).metadata()?.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "an empty region"));
+        }
+        // SAFETY: a new read-only shared mapping of the whole file behind `fd`, at an address the
+        // kernel picks; nothing else is mapped there.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(ReadMapping { ptr, len })
+    }
+}
+
+impl Drop for ReadMapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range mapped in `new`; no reference into it outlives `self`
+        // (copies go into the caller's buffers).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A client's read-only view of a worker's arena (its data and its generation words, mapped from
+/// the two descriptors the worker hands over): copies pages by [`Location`] without asking the
+/// worker, and says when a copy cannot be trusted.
+pub struct RegionReader {
+    id: u32,
+    data: ReadMapping,
+    generations: ReadMapping,
+    min_block: u64,
+}
+
+impl fmt::Debug for RegionReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionReader")
+            .field("id", &self.id)
+            .field("bytes", &self.data.len)
+            .finish()
+    }
+}
+
+impl RegionReader {
+    /// Map region `id` from its data and generation descriptors ([`Arena::fd`],
+    /// [`Arena::generations_fd`]), read-only.
+    ///
+    /// # Errors
+    /// A descriptor that cannot be mapped, or a `min_block` that is not a power of two.
+    pub fn map(id: u32, data: BorrowedFd<'_>, generations: BorrowedFd<'_>, min_block: u64) -> io::Result<RegionReader> {
+        if !min_block.is_power_of_two() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "min_block must be a power of two",
+            ));
+        }
+        Ok(RegionReader {
+            id,
+            data: ReadMapping::new(data)?,
+            generations: ReadMapping::new(generations)?,
+            min_block,
+        })
+    }
+
+    /// The region id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The generation word of the slot at `offset`, loaded with acquire ordering.
+    fn generation(&self, offset: u64) -> Option<u64> {
+        let unit = usize::try_from(offset / self.min_block).ok()?;
+        if (unit + 1) * 8 > self.generations.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked above) and 8-aligned (page-aligned base); the worker only
+        // writes the word atomically, and an atomic load from a read-only mapping is a plain load.
+        let word = unsafe { &*self.generations.ptr.as_ptr().cast::<AtomicU64>().add(unit) };
+        Some(word.load(Ordering::Acquire))
+    }
+
+    /// Copy the page at `at` into `dst` (exactly `at.len` bytes), checking the slot's generation
+    /// before and after: `Ok` only when the bytes copied are the page the location named, whole.
+    ///
+    /// # Errors
+    /// [`Stale`] when the slot was given back before or during the copy (or the location is not
+    /// inside this region): `dst` then holds garbage and must not be used.
+    ///
+    /// # Panics
+    /// When `dst` is not `at.len` bytes long.
+    pub fn copy_into(&self, at: &Location, dst: &mut [u8]) -> Result<(), Stale> {
+        assert_eq!(dst.len() as u64, at.len, "the buffer must be the page's length");
+        let mut stale = Stale {
+            region: self.id,
+            offset: at.offset,
+            expected: at.generation,
+            during_copy: false,
+        };
+        let inside = at.offset.is_multiple_of(self.min_block)
+            && at
+                .offset
+                .checked_add(at.len)
+                .is_some_and(|end| end <= self.data.len as u64);
+        if at.region != self.id || !inside || self.generation(at.offset) != Some(at.generation) {
+            return Err(stale);
+        }
+        // SAFETY: the source range is inside the mapping (checked above) and `dst` is a distinct
+        // buffer of the same length. The worker may write these bytes while they are copied; the
+        // copy is then torn, and the check below rejects it, so torn bytes never escape as a page.
+        // (The memory is shared with another process, outside what the compiler assumes about
+        // it; the acquire fence keeps the copy's loads before the generation's second load.)
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.data.ptr.as_ptr().add(at.offset as usize),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        if self.generation(at.offset) == Some(at.generation) {
+            Ok(())
+        } else {
+            stale.during_copy = true;
+            Err(stale)
+        }
     }
 }
 
@@ -592,6 +837,37 @@ mod tests {
         assert_eq!(v[(1 << 20) - 1], 9);
         let meta = std::fs::metadata(format!("/proc/self/fd/{}", a.fd().as_raw_fd())).expect("fd");
         assert_eq!(meta.len(), a.mapped_bytes(), "the memfd is the arena");
+    }
+
+    #[test]
+    fn a_reader_copies_a_located_page_and_refuses_one_given_back_or_elsewhere() {
+        let a = arena(8 * K4, 2 * K4, false);
+        let reader = RegionReader::map(7, a.fd(), a.generations_fd(), K4).expect("map");
+        let mut s = a.alloc(5000).expect("slot");
+        s.as_mut_slice()[..5000].fill(3);
+        let (view, generation) = s.freeze(5000);
+        let at = a.locate(&view).expect("located");
+        assert_eq!((at.region, at.len, at.generation), (7, 5000, generation));
+        assert_eq!(a.locate(&view.slice(1..)), None, "not where a slot starts");
+        assert_eq!(a.locate(&Bytes::from_static(b"elsewhere")), None);
+        let mut buf = vec![0u8; 5000];
+        reader.copy_into(&at, &mut buf).expect("a live page copies");
+        assert!(buf.iter().all(|b| *b == 3));
+        for bad in [
+            Location { region: 8, ..at },
+            Location {
+                offset: 7 * K4,
+                len: 2 * K4,
+                ..at
+            },
+            Location { offset: 1, ..at },
+        ] {
+            let mut buf = vec![0u8; usize::try_from(bad.len).expect("len")];
+            assert!(reader.copy_into(&bad, &mut buf).is_err(), "{bad:?}");
+        }
+        drop(view);
+        let e = reader.copy_into(&at, &mut buf).expect_err("given back");
+        assert!(!e.during_copy, "it changed before the copy began");
     }
 
     #[test]
