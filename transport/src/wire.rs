@@ -16,8 +16,9 @@ pub use frame::{
 };
 pub use message::{
     DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
-    MAX_READ_BYTES, MessageKind, PageCrc, PathRequest, ReadReply, ReadRequest, RenameRequest, Request, Response,
-    SetMetadataRequest, StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest,
+    RenameRequest, Request, Response, SetMetadataRequest, StatRequest, WorkerStatus, WriteDataRequest,
+    WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

@@ -6,7 +6,7 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 16] = [
+pub(crate) const REQUEST_KINDS: [&str; 17] = [
     "hello",
     "stat",
     "list",
@@ -23,6 +23,7 @@ pub(crate) const REQUEST_KINDS: [&str; 16] = [
     "mkdir",
     "sync",
     "set_metadata",
+    "locate",
 ];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request
@@ -33,6 +34,9 @@ pub(crate) struct RequestMetrics {
     latency_us: Vec<Histogram>,
     /// `worker.bytes_served{transport="tcp"}`.
     pub bytes_served_tcp: Counter,
+    /// `worker.bytes_served{transport="shm"}`: bytes of the pages located for a client that
+    /// copies them from shared memory.
+    pub bytes_served_shm: Counter,
 }
 
 impl RequestMetrics {
@@ -47,6 +51,7 @@ impl RequestMetrics {
                 .map(|k| metrics::histogram!(REQUEST_LATENCY_US, "kind" => *k))
                 .collect(),
             bytes_served_tcp: metrics::counter!(BYTES_SERVED, "transport" => "tcp"),
+            bytes_served_shm: metrics::counter!(BYTES_SERVED, "transport" => "shm"),
         }
     }
 

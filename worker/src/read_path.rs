@@ -293,12 +293,17 @@ impl ReadPath {
                 for (i, (index, tx)) in run.into_iter().enumerate() {
                     let from = (i as u64 * ps).min(bytes.len() as u64) as usize;
                     let to = ((i as u64 + 1) * ps).min(bytes.len() as u64) as usize;
-                    // Each page gets its own allocation: a slice would pin the whole GET buffer
-                    // in memory until every page of the run is evicted.
-                    let page = Page::new(Bytes::copy_from_slice(&bytes[from..to]));
-                    if !page.data.is_empty() {
-                        self.store.insert(PageKey { file: src.file, index }, page.clone());
+                    // Each page is copied from the GET buffer into a slot of its own (the buffer
+                    // goes when the run is done), and handed on as cached: its bytes view the
+                    // slot, so a `Locate` of it can say where it is. A page no slot was found
+                    // for gets a heap copy.
+                    let slice = &bytes[from..to];
+                    let key = PageKey { file: src.file, index };
+                    let page = match slice.is_empty() {
+                        true => None,
+                        false => self.store.cache(key, slice),
                     }
+                    .unwrap_or_else(|| Page::new(Bytes::copy_from_slice(slice)));
                     let _ = tx.send(Some(Ok(page)));
                 }
             }

@@ -12,16 +12,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    DeleteRequest, FileMeta, ListEntry, ListReply, ListRequest, LoadReply, MAX_READ_BYTES, PageCrc, PathRequest,
-    Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response, SetMetadataRequest, StatRequest, Status,
-    WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    DeleteRequest, FileMeta, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES, PageCrc,
+    PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response,
+    SetMetadataRequest, StatRequest, Status, WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
 
 use crate::metadata::{ListKey, MetadataCache};
 use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
-use crate::page_store::{FileId, PageKey};
+use crate::page_store::{FileId, Page, PageKey};
 use crate::read_path::{Content, FillSource, ReadPages, ReadPath, error_chain, ufs_status};
 use crate::ufs_meter::UfsMeter;
 use crate::write::{MAX_WRITE, MERGED_TOKEN, WriteError, WritePath};
@@ -238,15 +238,8 @@ impl WorkerService {
         let mut payload = Vec::with_capacity(pages.pages.len());
         let mut crcs = Vec::new();
         for (index, page) in &pages.pages {
-            if self.verify_on_read && !page.verify() {
-                ::metrics::counter!(metrics::CHECKSUM_FAILURES).increment(1);
-                self.read_path.store().remove(&PageKey {
-                    file: src.file,
-                    index: *index,
-                });
-                let message = format!("page {index} of {} failed its checksum; dropped", req.file.path);
-                tracing::error!("{message}");
-                return Reply::error(Status::ChecksumMismatch, message);
+            if let Some(reply) = self.checksum_failure(&src, &req, *index, page) {
+                return reply;
             }
             let page_start = index * ps;
             let from = req.offset.max(page_start) - page_start;
@@ -277,6 +270,54 @@ impl WorkerService {
             message: Response::Read(reply),
             payload,
         }
+    }
+
+    /// `None` unless `verify_on_read` is set and the page fails its checksum: then the page is
+    /// dropped, logged, and the answer is `ChecksumMismatch`.
+    fn checksum_failure(&self, src: &FillSource, req: &ReadRequest, index: u64, page: &Page) -> Option<Reply> {
+        if !self.verify_on_read || page.verify() {
+            return None;
+        }
+        ::metrics::counter!(metrics::CHECKSUM_FAILURES).increment(1);
+        self.read_path.store().remove(&PageKey { file: src.file, index });
+        let message = format!("page {index} of {} failed its checksum; dropped", req.file.path);
+        tracing::error!("{message}");
+        Some(Reply::error(Status::ChecksumMismatch, message))
+    }
+
+    /// Where the range's pages sit in the memory tier's arena (misses filled first); pages not in
+    /// the arena are left out, for the client to read.
+    async fn locate(&self, req: ReadRequest) -> Reply {
+        let (src, pages) = match self.pages(&req).await {
+            Ok(found) => found,
+            Err(reply) => return reply,
+        };
+        let arena = self.read_path.store().arena();
+        let mut located = Vec::with_capacity(pages.pages.len());
+        let mut bytes = 0;
+        for (index, page) in &pages.pages {
+            if let Some(reply) = self.checksum_failure(&src, &req, *index, page) {
+                return reply;
+            }
+            // While `page` is held here its slot cannot be given back: the generation is its own.
+            if let Some(at) = arena.locate(&page.data) {
+                bytes += at.len;
+                located.push(PageLocation {
+                    index: *index,
+                    region: at.region,
+                    offset: at.offset,
+                    len: at.len,
+                    generation: at.generation,
+                    crc32c: page.crc32c,
+                });
+            }
+        }
+        self.request_metrics.bytes_served_shm.increment(bytes);
+        Reply::message(Response::Located(LocateReply {
+            page_size: self.read_path.page_size(),
+            pages: located,
+            hit_pages: pages.hits,
+        }))
     }
 
     fn status(&self) -> Reply {
@@ -377,7 +418,7 @@ impl Handler for WorkerService {
         let span = match &request {
             Request::Stat(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::List(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.prefix),
-            Request::Read(r) | Request::Load(r) => {
+            Request::Read(r) | Request::Load(r) | Request::Locate(r) => {
                 tracing::debug_span!("rpc", kind, mount = %r.file.mount, key = %r.file.path, offset = r.offset, len = r.len)
             }
             Request::WriteOpen(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
@@ -405,6 +446,7 @@ impl Handler for WorkerService {
                 Request::Mkdir(r) => self.mkdir(r).await,
                 Request::Sync(r) => self.sync(r).await,
                 Request::SetMetadata(r) => self.set_metadata(r).await,
+                Request::Locate(r) => self.locate(r).await,
                 Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
             }
         }
@@ -439,6 +481,7 @@ fn request_kind(request: &Request) -> usize {
         Request::Mkdir(_) => 13,
         Request::Sync(_) => 14,
         Request::SetMetadata(_) => 15,
+        Request::Locate(_) => 16,
     }
 }
 
@@ -467,3 +510,6 @@ fn not_found(mount: &str, path: &str) -> Reply {
 fn ufs_error_reply(e: &UfsError) -> Reply {
     Reply::error(ufs_status(e), error_chain(e))
 }
+
+#[cfg(test)]
+mod tests;

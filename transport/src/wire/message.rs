@@ -195,6 +195,9 @@ pub enum Request {
     Sync(PathRequest),
     /// Replace a file's user metadata.
     SetMetadata(SetMetadataRequest),
+    /// Where the pages of a byte range sit in the worker's memory regions, instead of their bytes
+    /// (filling misses first), for a client that maps the regions (shared memory).
+    Locate(ReadRequest),
 }
 
 /// Answer to [`Hello`].
@@ -267,6 +270,38 @@ pub struct ReadReply {
     /// Checksums of the pages that lie wholly inside the payload, so the client can verify them.
     pub pages: Vec<PageCrc>,
     /// How many of the pages were cache hits (for the client's statistics).
+    pub hit_pages: u32,
+}
+
+/// Where one cached page sits: the client copies `len` bytes at `offset` of region `region` and
+/// trusts them only if the slot's generation is `generation` before and after the copy
+/// (`hoard_transport::region::RegionReader`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLocation {
+    /// Page index within the file.
+    pub index: u64,
+    /// Region id.
+    pub region: u32,
+    /// Byte offset of the page's slot in the region.
+    pub offset: u64,
+    /// Bytes of the page (less than the page size only at the end of the file).
+    pub len: u64,
+    /// The slot's generation.
+    pub generation: u64,
+    /// CRC32C of the page's bytes.
+    pub crc32c: u32,
+}
+
+/// Answer to [`Request::Locate`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LocateReply {
+    /// The worker's page size.
+    pub page_size: u64,
+    /// Locations of the pages the range touches, in order. A page that is not in a region (held
+    /// by the write path, or not cached because no slot was free) is missing: read those bytes
+    /// with [`Request::Read`].
+    pub pages: Vec<PageLocation>,
+    /// How many of the range's pages were cache hits.
     pub hit_pages: u32,
 }
 
@@ -346,6 +381,8 @@ pub enum Response {
     Done,
     /// The request failed.
     Error(ErrorReply),
+    /// Page locations.
+    Located(LocateReply),
 }
 
 /// The message kind in a frame header. The numbers are stable: never renumber or reuse one.
@@ -368,6 +405,10 @@ pub enum MessageKind {
     Read = 20,
     /// [`Response::Read`].
     ReadReply = 21,
+    /// [`Request::Locate`].
+    Locate = 22,
+    /// [`Response::Located`].
+    LocateReply = 23,
     /// [`Request::Status`].
     Status = 30,
     /// [`Response::Status`].
@@ -428,6 +469,7 @@ impl Request {
             Request::Mkdir(_) => MessageKind::Mkdir,
             Request::Sync(_) => MessageKind::Sync,
             Request::SetMetadata(_) => MessageKind::SetMetadata,
+            Request::Locate(_) => MessageKind::Locate,
         }
     }
 }
@@ -452,6 +494,7 @@ impl ArchivedRequest {
             ArchivedRequest::Mkdir(_) => MessageKind::Mkdir,
             ArchivedRequest::Sync(_) => MessageKind::Sync,
             ArchivedRequest::SetMetadata(_) => MessageKind::SetMetadata,
+            ArchivedRequest::Locate(_) => MessageKind::Locate,
         }
     }
 }
@@ -471,6 +514,7 @@ impl Response {
             Response::Committed(_) => MessageKind::CommittedReply,
             Response::Done => MessageKind::Done,
             Response::Error(_) => MessageKind::Error,
+            Response::Located(_) => MessageKind::LocateReply,
         }
     }
 }
@@ -490,6 +534,7 @@ impl ArchivedResponse {
             ArchivedResponse::Committed(_) => MessageKind::CommittedReply,
             ArchivedResponse::Done => MessageKind::Done,
             ArchivedResponse::Error(_) => MessageKind::Error,
+            ArchivedResponse::Located(_) => MessageKind::LocateReply,
         }
     }
 }

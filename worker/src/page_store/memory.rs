@@ -139,20 +139,29 @@ impl MemoryPageStore {
     /// than a slot, or one no eviction makes room for, is not cached. A page replacing one of
     /// the same key enters the eviction order as a new page.
     pub fn insert(&self, key: PageKey, page: Page) {
-        let len = page.data.len();
+        self.put(key, &page.data, page.crc32c);
+    }
+
+    /// Cache a page of these bytes (checksummed now), copied straight into a slot, and return it
+    /// as cached (its bytes view the slot); `None` when it could not be cached (as for
+    /// [`MemoryPageStore::insert`]).
+    pub fn cache(&self, key: PageKey, data: &[u8]) -> Option<Page> {
+        self.put(key, data, crc32c::crc32c(data))
+    }
+
+    fn put(&self, key: PageKey, bytes: &[u8], crc32c: u32) -> Option<Page> {
+        let len = bytes.len();
         let Some(mut slot) = self.take_slot(&key, len as u64) else {
             self.stats.not_cached.fetch_add(1, Ordering::Relaxed);
             ::metrics::counter!(metrics::PAGES_NOT_CACHED).increment(1);
             tracing::debug!(len, "page not cached: no slot could be freed for it");
-            return;
+            return None;
         };
         // The copy runs outside the store's lock: the slot is this call's alone.
-        slot.as_mut_slice()[..len].copy_from_slice(&page.data);
+        slot.as_mut_slice()[..len].copy_from_slice(bytes);
         let (data, _generation) = slot.freeze(len);
-        let page = Page {
-            data,
-            crc32c: page.crc32c,
-        };
+        let page = Page { data, crc32c };
+        let cached = page.clone();
         let mut inner = self.inner.lock();
         // Another insert of the same key may have come in meanwhile: the later one stays.
         if let Some(old) = inner.pages.insert(key, page) {
@@ -167,6 +176,7 @@ impl MemoryPageStore {
             "policy tracks exactly the cached pages"
         );
         publish_gauges(&inner);
+        Some(cached)
     }
 
     /// A free slot of `len` bytes for `key`, dropping the page `key` had and evicting others
