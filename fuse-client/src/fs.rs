@@ -106,11 +106,7 @@ impl Inner {
     /// The kernel forgot `nlookup` lookups of `ino` (see `crate::inode`).
     fn forget(&self, ino: u64, nlookup: u64) {
         tracing::trace!(ino, nlookup, "forget");
-        let dropped = {
-            let mut inodes = self.inodes.lock();
-            inodes.forget(ino, nlookup);
-            inodes.get(ino).is_none()
-        };
+        let dropped = self.inodes.lock().forget(ino, nlookup);
         if dropped {
             self.cached_versions.lock().remove(&ino);
         }

@@ -101,15 +101,16 @@ impl Inodes {
     }
 
     /// The kernel forgot `n` of its lookups of `ino`; at zero the inode is dropped (the root
-    /// never is). An unknown inode is ignored.
-    pub fn forget(&mut self, ino: u64, n: u64) {
+    /// never is). An unknown inode is ignored. Whether the inode is gone from the table now.
+    pub fn forget(&mut self, ino: u64, n: u64) -> bool {
         let Some(node) = self.by_ino.get_mut(&ino) else {
-            return;
+            return true;
         };
         node.lookups = node.lookups.saturating_sub(n);
         if node.lookups == 0 {
             self.drop_unreferenced(ino);
         }
+        !self.by_ino.contains_key(&ino)
     }
 
     /// Drop `ino` if the kernel holds no lookup of it: a number a plain `readdir` gave out.

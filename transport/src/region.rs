@@ -60,21 +60,68 @@ pub struct ArenaConfig {
     pub huge_pages: bool,
 }
 
-/// One mapping of a `memfd`, read-write, shared.
-struct Mapping {
-    fd: OwnedFd,
+/// A shared mapping of a file descriptor, unmapped when dropped: read-write for the worker's own
+/// memfds, read-only for a client's view of them.
+struct Mapped {
     ptr: NonNull<u8>,
     len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory that lives as long as the `Mapped`; which bytes of
+// it may be written or read concurrently is governed by the slot discipline of `Arena` (one
+// writer per slot, readers only of frozen slots, remote readers checking generations), not by
+// the thread that holds the pointer.
+unsafe impl Send for Mapped {}
+// SAFETY: as for `Send`: `&Mapped` gives no access to the bytes by itself.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// `len` bytes of `fd` from its start, shared, read-write if `writable`.
+    fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapped> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a new shared mapping of `len` bytes of `fd` at an address the kernel picks;
+        // nothing else is mapped there. For a huge-page memfd the kernel reserves the pages now
+        // and fails with ENOMEM when too few are reserved (no SIGBUS later).
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        Ok(Mapped { ptr, len })
+    }
+
+    /// All of the file behind `fd`, read-only.
+    fn whole_file(fd: BorrowedFd<'_>) -> io::Result<Mapped> {
+        let len = usize::try_from(std::fs::File::from(fd.try_clone_to_owned()?).metadata()?.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "an empty region"));
+        }
+        Mapped::new(fd, len, false)
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: exactly the range mapped in `new`; no view of it outlives its owner (frozen
+        // views hold an `Arc<Arena>`, a reader's copies go into the caller's buffers).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A new memfd and its read-write mapping.
+struct Mapping {
+    fd: OwnedFd,
+    map: Mapped,
     backing: Backing,
     locked: bool,
 }
-
-// SAFETY: the mapping is plain shared memory that lives as long as the `Mapping`; which bytes of
-// it may be written or read concurrently is governed by the slot discipline of `Arena` (one
-// writer per slot, readers only of frozen slots), not by the thread that holds the pointer.
-unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`: `&Mapping` gives no access to the bytes by itself.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// A shared mapping of a new memfd of `len` bytes, of huge pages if `huge`.
@@ -96,46 +143,16 @@ impl Mapping {
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: a new shared mapping of `len` bytes of our own memfd at an address the kernel
-        // picks; nothing else is mapped there. For huge pages the kernel reserves the pages now
-        // and fails with ENOMEM when too few are reserved (no SIGBUS later).
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let map = Mapped::new(fd.as_fd(), len, true)?;
         let backing = if huge { Backing::HugePages } else { Backing::NormalPages };
-        let mut mapping = Mapping {
+        // SAFETY: the range is exactly our mapping.
+        let locked = huge && unsafe { libc::mlock(map.ptr.as_ptr().cast(), len) } == 0;
+        Ok(Mapping {
             fd,
-            ptr,
-            len,
+            map,
             backing,
-            locked: false,
-        };
-        if huge {
-            // SAFETY: the range is exactly our mapping.
-            mapping.locked = unsafe { libc::mlock(mapping.ptr.as_ptr().cast(), len) } == 0;
-        }
-        Ok(mapping)
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the range is exactly the mapping made in `new`; no view of it outlives the
-        // `Arena` that owns this mapping (frozen views hold an `Arc<Arena>`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+            locked,
+        })
     }
 }
 
@@ -228,7 +245,7 @@ impl Generations {
         // by the kernel, and lives as long as `self`; `AtomicU64` has the size and alignment of
         // `u64` and every bit pattern is valid; this process only ever accesses the words
         // through these atomics (a client maps them read-only and only loads).
-        unsafe { std::slice::from_raw_parts(self.mapping.ptr.as_ptr().cast::<AtomicU64>(), self.units) }
+        unsafe { std::slice::from_raw_parts(self.mapping.map.ptr.as_ptr().cast::<AtomicU64>(), self.units) }
     }
 }
 
@@ -350,7 +367,7 @@ impl Arena {
 
     /// Bytes of the mapping (the slots, rounded up to whole huge pages).
     pub fn mapped_bytes(&self) -> u64 {
-        self.mapping.len as u64
+        self.mapping.map.len as u64
     }
 
     /// The memfd behind the arena, to hand to a local client (it maps it read-only).
@@ -372,7 +389,7 @@ impl Arena {
     /// starts where its slot starts); `None` for bytes elsewhere. While `view` lives its slot
     /// cannot be given back, so the generation is the slot's current one.
     pub fn locate(&self, view: &Bytes) -> Option<Location> {
-        let base = self.mapping.ptr.as_ptr() as usize;
+        let base = self.mapping.map.ptr.as_ptr() as usize;
         let at = (view.as_ptr() as usize).checked_sub(base)?;
         let end = at.checked_add(view.len())?;
         if end as u64 > self.capacity_bytes() || at % self.min_block != 0 {
@@ -465,7 +482,7 @@ impl SlotMut {
         // the buddy lists gave the block out once, no frozen view of it exists (views are made
         // only by consuming the `SlotMut`), and it returns to the lists only when the last view
         // is dropped.
-        unsafe { std::slice::from_raw_parts_mut(self.arena.mapping.ptr.as_ptr().add(offset), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.arena.mapping.map.ptr.as_ptr().add(offset), len) }
     }
 
     /// The first `len` bytes of the slot as [`Bytes`]; the slot stays taken until every clone
@@ -474,14 +491,13 @@ impl SlotMut {
     /// # Panics
     /// When `len` is larger than the slot.
     pub fn freeze(self, len: usize) -> (Bytes, u64) {
-        let (offset, block) = self.arena.span(self.unit, self.order);
+        let block = self.arena.span(self.unit, self.order).1;
         assert!(len <= block, "a frozen view longer than its slot");
         let generation = self.arena.generations.words()[self.unit as usize].load(Ordering::Acquire);
         let view = Frozen {
             arena: self.arena.clone(),
             unit: self.unit,
             order: self.order,
-            offset,
             len,
         };
         // The `Frozen` now owns the slot: do not give it back when `self` goes.
@@ -501,23 +517,34 @@ struct Frozen {
     arena: Arc<Arena>,
     unit: u32,
     order: u8,
-    offset: usize,
     len: usize,
 }
 
 impl AsRef<[u8]> for Frozen {
     fn as_ref(&self) -> &[u8] {
+        let offset = self.arena.span(self.unit, self.order).0;
         // SAFETY: inside the mapping (as in `SlotMut::as_mut_slice`, and `len` is at most the
         // block); the slot's `SlotMut` was consumed by `freeze`, so nothing writes it while this
         // view lives, and it is not given back (so not handed out again) before this owner is
         // dropped.
-        unsafe { std::slice::from_raw_parts(self.arena.mapping.ptr.as_ptr().add(self.offset), self.len) }
+        unsafe { std::slice::from_raw_parts(self.arena.mapping.map.ptr.as_ptr().add(offset), self.len) }
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
         self.arena.give_back(self.unit, self.order);
+    }
+}
+
+impl From<&crate::wire::PageLocation> for Location {
+    fn from(p: &crate::wire::PageLocation) -> Location {
+        Location {
+            region: p.region,
+            offset: p.offset,
+            len: p.len,
+            generation: p.generation,
+        }
     }
 }
 
@@ -537,62 +564,13 @@ pub struct Stale {
     pub during_copy: bool,
 }
 
-/// A read-only shared mapping of a file descriptor another process (the worker) writes.
-struct ReadMapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a read-only mapping that lives as long as the value; all access goes through
-// `RegionReader`, which only loads.
-unsafe impl Send for ReadMapping {}
-// SAFETY: as for `Send`.
-unsafe impl Sync for ReadMapping {}
-
-impl ReadMapping {
-    fn new(fd: BorrowedFd<'_>) -> io::Result<ReadMapping> {
-        let len = usize::try_from(std::fs::File::from(fd.try_clone_to_owned()?).metadata()?.len())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "an empty region"));
-        }
-        // SAFETY: a new read-only shared mapping of the whole file behind `fd`, at an address the
-        // kernel picks; nothing else is mapped there.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        Ok(ReadMapping { ptr, len })
-    }
-}
-
-impl Drop for ReadMapping {
-    fn drop(&mut self) {
-        // SAFETY: exactly the range mapped in `new`; no reference into it outlives `self`
-        // (copies go into the caller's buffers).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
-
 /// A client's read-only view of a worker's arena (its data and its generation words, mapped from
 /// the two descriptors the worker hands over): copies pages by [`Location`] without asking the
 /// worker, and says when a copy cannot be trusted.
 pub struct RegionReader {
     id: u32,
-    data: ReadMapping,
-    generations: ReadMapping,
+    data: Mapped,
+    generations: Mapped,
     min_block: u64,
 }
 
@@ -620,8 +598,8 @@ impl RegionReader {
         }
         Ok(RegionReader {
             id,
-            data: ReadMapping::new(data)?,
-            generations: ReadMapping::new(generations)?,
+            data: Mapped::whole_file(data)?,
+            generations: Mapped::whole_file(generations)?,
             min_block,
         })
     }

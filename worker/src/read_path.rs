@@ -299,11 +299,12 @@ impl ReadPath {
                     // for gets a heap copy.
                     let slice = &bytes[from..to];
                     let key = PageKey { file: src.file, index };
-                    let page = match slice.is_empty() {
-                        true => None,
-                        false => self.store.cache(key, slice),
-                    }
-                    .unwrap_or_else(|| Page::new(Bytes::copy_from_slice(slice)));
+                    let cached = if slice.is_empty() {
+                        None
+                    } else {
+                        self.store.cache(key, slice)
+                    };
+                    let page = cached.unwrap_or_else(|| Page::new(Bytes::copy_from_slice(slice)));
                     let _ = tx.send(Some(Ok(page)));
                 }
             }

@@ -24,7 +24,7 @@ use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
 use crate::page_store::{FileId, Page, PageKey};
 use crate::read_path::{Content, FillSource, ReadPages, ReadPath, error_chain, ufs_status};
 use crate::ufs_meter::UfsMeter;
-use crate::write::{MAX_WRITE, MERGED_TOKEN, WriteError, WritePath};
+use crate::write::{MAX_WRITE, MERGED_TOKEN, WriteError, WritePath, hidden_marker};
 
 /// Largest listing page a client may ask for.
 const MAX_LIST_KEYS: u32 = 10_000;
@@ -154,15 +154,10 @@ impl WorkerService {
         match self.meter.call("list", ufs.list(&ufs_req)).await {
             Ok(page) => {
                 let next_continuation = page.next_continuation.clone();
-                // Directory markers (`dir/`) show as the prefixes they make, not as files, as in
-                // merged listings; only the listed directory's own marker lists as an object (so
-                // an empty directory's own listing says it exists).
                 let entries = page
                     .into_items()
                     .into_iter()
-                    .filter(
-                        |item| !matches!(item, ListItem::Object(o) if o.path.ends_with('/') && o.path != key.prefix),
-                    )
+                    .filter(|item| !matches!(item, ListItem::Object(o) if hidden_marker(&o.path, &key.prefix)))
                     .map(list_entry)
                     .collect();
                 let reply = ListReply {

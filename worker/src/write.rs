@@ -695,10 +695,7 @@ impl WritePath {
         let mut hidden_prefixes = Vec::new();
         for item in ufs_items {
             match item {
-                // Directory markers show as the prefixes they make, not as files; only the
-                // listed directory's own marker lists as an object, as in the under-store (an
-                // empty directory's own listing is not empty).
-                ListItem::Object(o) if o.path.ends_with('/') && o.path != prefix => {}
+                ListItem::Object(o) if hidden_marker(&o.path, prefix) => {}
                 ListItem::Object(o) => {
                     if !snapshot.contains_key(&o.path) {
                         merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
@@ -2188,6 +2185,14 @@ async fn list_all(ufs: &dyn UnderStore, prefix: &str, delimiter: Option<&str>) -
             return Ok(items);
         }
     }
+}
+
+/// Whether `key`, listed under `prefix`, is a directory marker a listing leaves out. Markers
+/// show as the prefixes they make, not as files; only the listed directory's own marker lists as
+/// an object, as in the under-store (so an empty directory's own listing is not empty). Plain
+/// and merged listings both follow this.
+pub(crate) fn hidden_marker(key: &str, prefix: &str) -> bool {
+    key.ends_with('/') && key != prefix
 }
 
 fn list_key(item: &ListItem) -> &str {

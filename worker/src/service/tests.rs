@@ -2,7 +2,7 @@
 //! the memory tier copies exactly what `Read` sends.
 
 use hoard_transport::cluster::ClusterConfig;
-use hoard_transport::region::{Location, RegionReader};
+use hoard_transport::region::RegionReader;
 use hoard_transport::wire::{FileKey, ReadRequest, Request, Response, StatRequest};
 
 use super::*;
@@ -66,13 +66,7 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
     let mut copied = Vec::new();
     for p in &at.pages {
         let mut page = vec![0u8; p.len as usize];
-        let loc = Location {
-            region: p.region,
-            offset: p.offset,
-            len: p.len,
-            generation: p.generation,
-        };
-        reader.copy_into(&loc, &mut page).expect("a cached page copies");
+        reader.copy_into(&p.into(), &mut page).expect("a cached page copies");
         assert_eq!(crc32c::crc32c(&page), p.crc32c, "page {}", p.index);
         copied.extend_from_slice(&page);
     }
@@ -87,14 +81,8 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         index: 0,
     });
     let mut page = vec![0u8; first.len as usize];
-    let loc = Location {
-        region: first.region,
-        offset: first.offset,
-        len: first.len,
-        generation: first.generation,
-    };
     assert!(
-        reader.copy_into(&loc, &mut page).is_err(),
+        reader.copy_into(&(&first).into(), &mut page).is_err(),
         "a location outlives its page"
     );
     // Located again, it is filled again, in a slot of its own.
