@@ -9,6 +9,8 @@ apt_install gcc memcached iperf3 fuse3 fio rsync
 ensure_garage
 build_nodelay_shim
 export CARGO_TERM_COLOR=never
+# CI builds once from a clean clone: incremental caches would only cost disk (several GiB).
+export CARGO_INCREMENTAL=0
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -33,6 +33,7 @@ mod error;
 #[allow(unsafe_code)] // The mapping and views of shared memory; see the module's documentation.
 pub mod region;
 pub mod ring;
+pub mod shm;
 pub mod tcp;
 pub mod wire;
 
@@ -47,6 +48,8 @@ pub use wire::{Payload, Reply};
 pub enum TransportKind {
     /// Framed messages over a TCP stream; works everywhere.
     Tcp,
+    /// Control over a Unix socket, page bytes copied from the worker's shared memory.
+    Shm,
 }
 
 impl TransportKind {
@@ -54,6 +57,7 @@ impl TransportKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::Tcp => "tcp",
+            TransportKind::Shm => "shm",
         }
     }
 }

@@ -62,6 +62,7 @@ pub struct ArenaConfig {
 
 /// A shared mapping of a file descriptor, unmapped when dropped: read-write for the worker's own
 /// memfds, read-only for a client's view of them.
+#[derive(Debug)]
 struct Mapped {
     ptr: NonNull<u8>,
     len: usize,
@@ -127,7 +128,7 @@ impl Mapping {
     /// A shared mapping of a new memfd of `len` bytes, of huge pages if `huge`.
     fn new(name: &str, len: usize, huge: bool) -> io::Result<Mapping> {
         let cname = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mut flags = libc::MFD_CLOEXEC;
+        let mut flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
         if huge {
             flags |= libc::MFD_HUGETLB | libc::MFD_HUGE_2MB;
         }
@@ -144,6 +145,13 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         let map = Mapped::new(fd.as_fd(), len, true)?;
+        // From now on nobody else can map it writable or resize it: a local client that is handed
+        // the descriptor can read the pages, never change them (our own mapping stays writable).
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_FUTURE_WRITE;
+        // SAFETY: `fd` is an open memfd created with MFD_ALLOW_SEALING; F_ADD_SEALS only adds seals.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            tracing::debug!(name, "memfd not sealed: {}", io::Error::last_os_error());
+        }
         let backing = if huge { Backing::HugePages } else { Backing::NormalPages };
         // SAFETY: the range is exactly our mapping.
         let locked = huge && unsafe { libc::mlock(map.ptr.as_ptr().cast(), len) } == 0;
@@ -609,6 +617,11 @@ impl RegionReader {
         self.id
     }
 
+    /// Bytes of the region's data mapped.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.data.len as u64
+    }
+
     /// The generation word of the slot at `offset`, loaded with acquire ordering.
     fn generation(&self, offset: u64) -> Option<u64> {
         let unit = usize::try_from(offset / self.min_block).ok()?;
@@ -632,6 +645,21 @@ impl RegionReader {
     /// When `dst` is not `at.len` bytes long.
     pub fn copy_into(&self, at: &Location, dst: &mut [u8]) -> Result<(), Stale> {
         assert_eq!(dst.len() as u64, at.len, "the buffer must be the page's length");
+        self.copy_part_into(at, 0, dst)
+    }
+
+    /// As [`RegionReader::copy_into`], for bytes `[from, from + dst.len())` of the page.
+    ///
+    /// # Errors
+    /// As [`RegionReader::copy_into`].
+    ///
+    /// # Panics
+    /// When the part is not inside the page.
+    pub fn copy_part_into(&self, at: &Location, from: u64, dst: &mut [u8]) -> Result<(), Stale> {
+        assert!(
+            from.checked_add(dst.len() as u64).is_some_and(|end| end <= at.len),
+            "the part must lie inside the page"
+        );
         let mut stale = Stale {
             region: self.id,
             offset: at.offset,
@@ -646,14 +674,15 @@ impl RegionReader {
         if at.region != self.id || !inside || self.generation(at.offset) != Some(at.generation) {
             return Err(stale);
         }
-        // SAFETY: the source range is inside the mapping (checked above) and `dst` is a distinct
-        // buffer of the same length. The worker may write these bytes while they are copied; the
-        // copy is then torn, and the check below rejects it, so torn bytes never escape as a page.
-        // (The memory is shared with another process, outside what the compiler assumes about
-        // it; the acquire fence keeps the copy's loads before the generation's second load.)
+        // SAFETY: the source range is inside the mapping (the page is, checked above, and the
+        // part is inside the page, asserted above) and `dst` is a distinct buffer of the part's
+        // length. The worker may write these bytes while they are copied; the copy is then torn,
+        // and the check below rejects it, so torn bytes never escape as a page. (The memory is
+        // shared with another process, outside what the compiler assumes about it; the acquire
+        // fence keeps the copy's loads before the generation's second load.)
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.data.ptr.as_ptr().add(at.offset as usize),
+                self.data.ptr.as_ptr().add((at.offset + from) as usize),
                 dst.as_mut_ptr(),
                 dst.len(),
             );
@@ -685,6 +714,17 @@ mod tests {
             huge_pages: huge,
         };
         Arena::new(7, &config).expect("arena")
+    }
+
+    #[test]
+    fn whoever_is_handed_the_descriptors_can_map_them_read_only_and_never_writable() {
+        let a = arena(16 * K4, 4 * K4, false);
+        let len = a.mapped_bytes() as usize;
+        for fd in [a.fd(), a.generations_fd()] {
+            let e = Mapped::new(fd, len.min(4096), true).expect_err("sealed against writable mappings");
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+            assert!(Mapped::new(fd, 4096, false).is_ok());
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ mod client;
 mod server;
 
 pub use client::{ConnectOptions, TcpTransport};
+pub(crate) use client::{BoxRead, BoxWrite, Framed, hello_reply, hello_request};
 pub use server::{Handler, ServerConfig, serve};
+pub(crate) use server::{SharedWriter, early_refusal, handshake_done, read_hello, refusal, run_requests};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -40,4 +42,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -17,8 +17,8 @@ pub use frame::{
 pub use message::{
     DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
     LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest,
-    RenameRequest, Request, Response, SetMetadataRequest, StatRequest, WorkerStatus, WriteDataRequest,
-    WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    RegionInfo, RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus,
+    WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

@@ -1,4 +1,6 @@
 //! Client side of a TCP connection: handshake, request ids, a reader task that routes replies.
+//! The parts that do not depend on the stream ([`Framed`]) serve the shared-memory transport's
+//! Unix socket too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,16 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use tokio::io::{BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::oneshot;
 
 use super::write_frame;
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
-    FrameLimits, Hello, Outgoing, PROTOCOL_VERSION, Payload, Reply, Request, Response, Status, decode_response,
-    decode_response_message, read_frame, read_frame_head, read_payload_into,
+    FrameLimits, Hello, HelloReply, Outgoing, PROTOCOL_VERSION, Payload, RawFrame, Reply, Request, Response,
+    ShmOffer, Status, decode_response, decode_response_message, read_frame, read_frame_head, read_payload_into,
 };
 use crate::{Transport, TransportKind};
 
@@ -60,12 +61,25 @@ struct PendingCall {
 
 type Pending = Mutex<HashMap<u64, PendingCall>>;
 
-#[derive(Debug)]
+/// The read half of a stream a [`Framed`] connection runs over.
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of a stream a [`Framed`] connection runs over.
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
 struct Shared {
-    writer: tokio::sync::Mutex<BufWriter<OwnedWriteHalf>>,
+    writer: tokio::sync::Mutex<BufWriter<BoxWrite>>,
     pending: Pending,
     next_id: AtomicU64,
     closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("pending", &self.pending.lock().len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -77,94 +91,83 @@ impl Shared {
     }
 }
 
-/// One TCP connection to a worker, shared by many concurrent calls.
+/// The part of a client connection that does not depend on the stream (TCP or a Unix socket):
+/// request ids, calls waiting for replies, and the task that reads replies and routes them.
 #[derive(Debug)]
-pub struct TcpTransport {
+pub(crate) struct Framed {
     shared: Arc<Shared>,
-    peer: SocketAddr,
-    worker_id: String,
-    page_size: u64,
+    hello: HelloReply,
 }
 
-impl TcpTransport {
-    /// Connect to a worker and perform the handshake.
-    ///
-    /// # Errors
-    /// I/O errors, [`TransportError::Timeout`], and [`TransportError::Refused`] when the worker
-    /// refuses the token or the protocol version.
-    pub async fn connect(addr: impl ToSocketAddrs, options: ConnectOptions) -> TransportResult<TcpTransport> {
-        let deadline = options.connect_timeout;
-        tokio::time::timeout(deadline, Self::connect_inner(addr, options))
-            .await
-            .map_err(|_| TransportError::Timeout(deadline))?
-    }
+/// The handshake's first frame.
+pub(crate) fn hello_request(options: &ConnectOptions) -> Request {
+    Request::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        token: options.token.clone(),
+        client_name: options.client_name.clone(),
+    })
+}
 
-    async fn connect_inner(addr: impl ToSocketAddrs, options: ConnectOptions) -> TransportResult<TcpTransport> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let peer = stream.peer_addr()?;
-        let (read, write) = stream.into_split();
-        let mut reader = BufReader::with_capacity(256 << 10, read);
-        let mut writer = BufWriter::with_capacity(64 << 10, write);
-        let hello = Request::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            token: options.token.clone(),
-            client_name: options.client_name.clone(),
-        });
-        write_frame(&mut writer, 0, Outgoing::Request(&hello), &Payload::default()).await?;
-        let frame = read_frame(&mut reader, &options.limits)
-            .await?
-            .ok_or(TransportError::Closed)?;
-        let (worker_id, page_size) = match decode_response(&frame)? {
-            Response::Hello(h) => (h.worker_id, h.page_size),
-            Response::Error(e) => {
-                return Err(TransportError::Refused {
-                    status: Status::from_u16(e.status),
-                    message: e.message,
-                });
-            }
-            other => {
-                let reason = format!("expected a handshake reply, got {:?}", other.kind());
-                return Err(TransportError::Malformed {
-                    kind: frame.header.kind,
-                    reason,
-                });
-            }
-        };
+/// The worker's answer to the handshake, or why it refused.
+pub(crate) fn hello_reply(frame: &RawFrame) -> TransportResult<HelloReply> {
+    match decode_response(frame)? {
+        Response::Hello(h) => Ok(h),
+        Response::Error(e) => Err(TransportError::Refused {
+            status: Status::from_u16(e.status),
+            message: e.message,
+        }),
+        other => Err(TransportError::Malformed {
+            kind: frame.header.kind,
+            reason: format!("expected a handshake reply, got {:?}", other.kind()),
+        }),
+    }
+}
+
+impl Framed {
+    /// Start routing replies from `reader` (after the handshake, which `hello` answered).
+    pub(crate) fn start(
+        reader: BufReader<BoxRead>,
+        writer: BufWriter<BoxWrite>,
+        hello: HelloReply,
+        limits: FrameLimits,
+        peer: String,
+    ) -> Framed {
         let shared = Arc::new(Shared {
             writer: tokio::sync::Mutex::new(writer),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(read_replies(reader, Arc::downgrade(&shared), options.limits, peer));
-        Ok(TcpTransport {
-            shared,
-            peer,
-            worker_id,
-            page_size,
+        tokio::spawn(read_replies(reader, Arc::downgrade(&shared), limits, peer));
+        Framed { shared, hello }
+    }
+
+    /// The worker's handshake reply.
+    pub(crate) fn hello(&self) -> &HelloReply {
+        &self.hello
+    }
+
+    /// Whether the connection is known to be dead.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Send a request with a payload and wait for its reply.
+    pub(crate) async fn call(&self, request: Request, payload: Payload) -> TransportResult<Reply> {
+        let (message, payload) = self.exchange(request, &payload, BytesMut::new()).await?;
+        Ok(Reply {
+            message,
+            payload: Payload::single(payload.freeze()),
         })
     }
 
-    /// The worker's id, from the handshake.
-    pub fn worker_id(&self) -> &str {
-        &self.worker_id
-    }
-
-    /// The worker's page size, from the handshake.
-    pub fn page_size(&self) -> u64 {
-        self.page_size
-    }
-
-    /// The worker's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-}
-
-impl TcpTransport {
     /// Send a request and wait for its reply, whose payload is appended to `recv`.
-    async fn exchange(&self, request: Request, payload: &Payload, recv: BytesMut) -> TransportResult<Received> {
+    pub(crate) async fn exchange(
+        &self,
+        request: Request,
+        payload: &Payload,
+        recv: BytesMut,
+    ) -> TransportResult<Received> {
         if self.is_closed() {
             return Err(TransportError::Closed);
         }
@@ -187,6 +190,64 @@ impl TcpTransport {
     }
 }
 
+/// One TCP connection to a worker, shared by many concurrent calls.
+#[derive(Debug)]
+pub struct TcpTransport {
+    framed: Framed,
+    peer: SocketAddr,
+}
+
+impl TcpTransport {
+    /// Connect to a worker and perform the handshake.
+    ///
+    /// # Errors
+    /// I/O errors, [`TransportError::Timeout`], and [`TransportError::Refused`] when the worker
+    /// refuses the token or the protocol version.
+    pub async fn connect(addr: impl ToSocketAddrs, options: ConnectOptions) -> TransportResult<TcpTransport> {
+        let deadline = options.connect_timeout;
+        tokio::time::timeout(deadline, Self::connect_inner(addr, options))
+            .await
+            .map_err(|_| TransportError::Timeout(deadline))?
+    }
+
+    async fn connect_inner(addr: impl ToSocketAddrs, options: ConnectOptions) -> TransportResult<TcpTransport> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let (read, write) = stream.into_split();
+        let mut reader = BufReader::with_capacity(256 << 10, Box::new(read) as BoxRead);
+        let mut writer = BufWriter::with_capacity(64 << 10, Box::new(write) as BoxWrite);
+        let hello = hello_request(&options);
+        write_frame(&mut writer, 0, Outgoing::Request(&hello), &Payload::default()).await?;
+        let frame = read_frame(&mut reader, &options.limits)
+            .await?
+            .ok_or(TransportError::Closed)?;
+        let hello = hello_reply(&frame)?;
+        let framed = Framed::start(reader, writer, hello, options.limits, peer.to_string());
+        Ok(TcpTransport { framed, peer })
+    }
+
+    /// The worker's id, from the handshake.
+    pub fn worker_id(&self) -> &str {
+        &self.framed.hello.worker_id
+    }
+
+    /// The worker's page size, from the handshake.
+    pub fn page_size(&self) -> u64 {
+        self.framed.hello.page_size
+    }
+
+    /// The worker's offer of shared memory, from the handshake (`None`: it serves none).
+    pub fn shm_offer(&self) -> Option<&ShmOffer> {
+        self.framed.hello.shm.as_ref()
+    }
+
+    /// The worker's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
 /// Removes a call's pending entry if the call is dropped before its reply (a timeout).
 struct PendingGuard<'a> {
     shared: &'a Shared,
@@ -206,30 +267,21 @@ impl Transport for TcpTransport {
     }
 
     async fn call(&self, request: Request, payload: Payload) -> TransportResult<Reply> {
-        let (message, payload) = self.exchange(request, &payload, BytesMut::new()).await?;
-        Ok(Reply {
-            message,
-            payload: Payload::single(payload.freeze()),
-        })
+        self.framed.call(request, payload).await
     }
 
     async fn call_into(&self, request: Request, recv: BytesMut) -> TransportResult<(Response, BytesMut)> {
-        self.exchange(request, &Payload::default(), recv).await
+        self.framed.exchange(request, &Payload::default(), recv).await
     }
 
     fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.framed.is_closed()
     }
 }
 
 /// Route every reply frame to its caller until the connection ends. A reply's payload is read
 /// straight into the buffer its caller registered, so large reads cost no extra copy.
-async fn read_replies(
-    mut reader: BufReader<OwnedReadHalf>,
-    shared: Weak<Shared>,
-    limits: FrameLimits,
-    peer: SocketAddr,
-) {
+async fn read_replies(mut reader: BufReader<BoxRead>, shared: Weak<Shared>, limits: FrameLimits, peer: String) {
     let outcome = loop {
         let (header, message) = match read_frame_head(&mut reader, &limits).await {
             Ok(Some(head)) => head,

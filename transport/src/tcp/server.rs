@@ -10,17 +10,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{BufReader, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span};
 
-use super::{constant_time_eq, write_frame};
+use super::{BoxRead, BoxWrite, constant_time_eq, write_frame};
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
-    FrameLimits, HelloReply, Outgoing, PROTOCOL_VERSION, RawFrame, Reply, Request, Response, Status, decode_request,
-    read_frame,
+    FrameLimits, HelloReply, Outgoing, PROTOCOL_VERSION, RawFrame, Reply, Request, Response, ShmOffer, Status,
+    decode_request, read_frame,
 };
 
 /// Serves the requests of one worker. Implemented by the worker crate.
@@ -44,9 +43,14 @@ pub struct ServerConfig {
     pub max_inflight_per_connection: usize,
     /// A connection that sends no handshake within this time is closed.
     pub handshake_timeout: Duration,
+    /// This worker process's instance, told to clients in the handshake (see
+    /// [`HelloReply::instance`]).
+    pub instance: u64,
+    /// The shared-memory offer told to TCP clients, when the worker serves shared memory.
+    pub shm: Option<ShmOffer>,
 }
 
-type SharedWriter = Arc<Mutex<BufWriter<OwnedWriteHalf>>>;
+pub(crate) type SharedWriter = Arc<Mutex<BufWriter<BoxWrite>>>;
 
 /// Accept connections on `listener` until `shutdown` completes, then stop accepting and close
 /// the connections.
@@ -92,21 +96,70 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
         debug!("set TCP_NODELAY: {e}");
     }
     let (read, write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 << 10, read);
-    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, write)));
-    match tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &writer, &config)).await {
-        Ok(Ok(())) => {}
+    let mut reader = BufReader::with_capacity(64 << 10, Box::new(read) as BoxRead);
+    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, Box::new(write) as BoxWrite)));
+    let handshake = async {
+        let frame = match read_hello(&mut reader).await {
+            Ok(frame) => frame,
+            Err(e) => {
+                if let Some(reply) = early_refusal(&e) {
+                    let _ = send_reply(&writer, 0, &reply).await;
+                }
+                return Err(e);
+            }
+        };
+        let hello = HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            worker_id: config.worker_id.clone(),
+            page_size: config.page_size,
+            instance: config.instance,
+            shm: config.shm.clone(),
+            regions: Vec::new(),
+        };
+        let id = frame.header.request_id;
+        if let Some((reply, e)) = refusal(&frame, &config)? {
+            send_reply(&writer, id, &reply).await?;
+            return Err(e);
+        }
+        send_reply(&writer, id, &Reply::message(Response::Hello(hello))).await
+    };
+    if handshake_done(tokio::time::timeout(config.handshake_timeout, handshake).await, &peer.to_string(), &config) {
+        run_requests(reader, writer, &peer.to_string(), handler, &config).await;
+    }
+}
+
+/// Whether a handshake (with its timeout) succeeded; logs why not.
+pub(crate) fn handshake_done(
+    outcome: Result<TransportResult<()>, tokio::time::error::Elapsed>,
+    peer: &str,
+    config: &ServerConfig,
+) -> bool {
+    match outcome {
+        Ok(Ok(())) => true,
         // A port probe (health check) connects and leaves: nothing to worry about.
-        Ok(Err(TransportError::Closed)) => return debug!("connection closed before the handshake"),
+        Ok(Err(TransportError::Closed)) => {
+            debug!("connection closed before the handshake");
+            false
+        }
         Ok(Err(e)) => {
             error!(%peer, "closing connection: handshake failed: {e}");
-            return;
+            false
         }
         Err(_) => {
             error!(%peer, "closing connection: no handshake within {:?}", config.handshake_timeout);
-            return;
+            false
         }
     }
+}
+
+/// Read and answer requests until the client leaves or sends a bad frame.
+pub(crate) async fn run_requests<H: Handler>(
+    mut reader: BufReader<BoxRead>,
+    writer: SharedWriter,
+    peer: &str,
+    handler: Arc<H>,
+    config: &ServerConfig,
+) {
     let inflight = Arc::new(Semaphore::new(config.max_inflight_per_connection.max(1)));
     loop {
         let frame = match read_frame(&mut reader, &config.limits).await {
@@ -154,22 +207,26 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
     }
 }
 
-async fn handshake(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: &SharedWriter,
-    config: &ServerConfig,
-) -> TransportResult<()> {
-    let frame: RawFrame = match read_frame(reader, &FrameLimits::HANDSHAKE).await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return Err(TransportError::Closed),
-        Err(e @ TransportError::VersionMismatch { .. }) => {
-            let reply = Reply::error(Status::VersionMismatch, e.to_string());
-            let _ = send_reply(writer, 0, &reply).await;
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
-    let refusal = match decode_request(&frame)? {
+/// The handshake's first frame.
+pub(crate) async fn read_hello(reader: &mut BufReader<BoxRead>) -> TransportResult<RawFrame> {
+    read_frame(reader, &FrameLimits::HANDSHAKE)
+        .await?
+        .ok_or(TransportError::Closed)
+}
+
+/// What to tell a client whose first frame failed to read with `e`, before closing: a client of
+/// another protocol version is told so.
+pub(crate) fn early_refusal(e: &TransportError) -> Option<Reply> {
+    match e {
+        TransportError::VersionMismatch { .. } => Some(Reply::error(Status::VersionMismatch, e.to_string())),
+        _ => None,
+    }
+}
+
+/// Why the handshake frame is refused, if it is: the reply to send before closing, and the
+/// error to log.
+pub(crate) fn refusal(frame: &RawFrame, config: &ServerConfig) -> TransportResult<Option<(Reply, TransportError)>> {
+    let refusal = match decode_request(frame)? {
         Request::Hello(h) if h.protocol_version != PROTOCOL_VERSION => Some((
             Status::VersionMismatch,
             format!(
@@ -187,19 +244,15 @@ async fn handshake(
             format!("expected a handshake, got {:?}", other.kind()),
         )),
     };
-    if let Some((status, message)) = refusal {
-        send_reply(writer, frame.header.request_id, &Reply::error(status, message.clone())).await?;
-        return Err(TransportError::Refused { status, message });
-    }
-    let hello = HelloReply {
-        protocol_version: PROTOCOL_VERSION,
-        worker_id: config.worker_id.clone(),
-        page_size: config.page_size,
-    };
-    send_reply(writer, frame.header.request_id, &Reply::message(Response::Hello(hello))).await
+    Ok(refusal.map(|(status, message)| {
+        (
+            Reply::error(status, message.clone()),
+            TransportError::Refused { status, message },
+        )
+    }))
 }
 
-async fn send_reply(writer: &SharedWriter, request_id: u64, reply: &Reply) -> TransportResult<()> {
+pub(crate) async fn send_reply(writer: &SharedWriter, request_id: u64, reply: &Reply) -> TransportResult<()> {
     let mut writer = writer.lock().await;
     write_frame(
         &mut *writer,

@@ -12,7 +12,7 @@ use crate::wire::{FileMeta, FrameLimits, Reply, Request, Response, StatRequest, 
 use crate::{Transport, TransportError};
 
 /// Answers Stat with a size equal to the path length, after a delay named in the path.
-struct Toy;
+pub(crate) struct Toy;
 
 impl Handler for Toy {
     async fn handle(&self, request: Request, payload: Bytes) -> Reply {
@@ -60,6 +60,8 @@ async fn start() -> std::net::SocketAddr {
         limits: FrameLimits::default(),
         max_inflight_per_connection: 64,
         handshake_timeout: Duration::from_secs(2),
+        instance: 7,
+        shm: None,
     };
     tokio::spawn(serve(listener, Arc::new(Toy), config, std::future::pending()));
     addr

@@ -209,6 +209,33 @@ pub struct HelloReply {
     pub worker_id: String,
     /// The page size the worker caches with.
     pub page_size: u64,
+    /// Changes every time the worker process starts: regions mapped from an earlier instance
+    /// are not this one's.
+    pub instance: u64,
+    /// Over TCP, when the worker serves shared memory: where to connect for it, if on its host.
+    pub shm: Option<ShmOffer>,
+    /// Over the shared-memory socket: the regions whose descriptors came with this reply
+    /// (`SCM_RIGHTS`, two per region: data, then generation words), in order. Empty over TCP.
+    pub regions: Vec<RegionInfo>,
+}
+
+/// A worker's offer of its shared-memory transport, for clients on its host.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShmOffer {
+    /// The worker's host: its kernel's boot id (`/proc/sys/kernel/random/boot_id`). A client
+    /// whose own boot id differs is on another host.
+    pub host: String,
+    /// Path of the worker's Unix socket.
+    pub socket: String,
+}
+
+/// A memory region a worker shares with a local client.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// The id page locations name it by.
+    pub id: u32,
+    /// Its smallest slot: the unit of its generation words.
+    pub min_block: u64,
 }
 
 /// Metadata of one file.
