@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use hoard_transport::cluster::{ClusterConfig, MountEntry};
+use hoard_transport::cluster::{ClusterConfig, MountEntry, TransportChoice};
+use hoard_transport::region::Location;
+use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
     FileKey, FileMeta, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response, StatRequest,
@@ -20,7 +22,7 @@ use hoard_transport::wire::{
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
 use crate::error::{ClientError, ClientResult};
-use crate::membership::{ConnectPolicy, WorkerHandle};
+use crate::membership::{ConnectPolicy, TransportCounts, WorkerHandle};
 use crate::path::HoardPath;
 use crate::ring::{Ring, chunk_key, mount_key};
 
@@ -33,6 +35,40 @@ pub use write::{CreateOptions, Writer};
 
 /// A worker's answer, or why none of the candidates answered.
 type OwnerResult = Result<Reply, String>;
+
+/// Why a piece was not read out of shared memory.
+#[derive(Debug)]
+enum ShmFallback {
+    /// The file changed since it was stat'ed.
+    Stale,
+    /// Read it through a socket instead, into this buffer.
+    Socket(BytesMut),
+}
+
+/// Append bytes `[offset, offset + len)` of a file to `buf`, copied out of shared memory from
+/// the locations of the pages they lie in (`pages`, in order, each with its index). `Err` names
+/// the first page that was no longer where its location said (`buf` then holds part of the
+/// range: truncate it).
+fn copy_pages(
+    shm: &ShmTransport,
+    pages: &[(u64, Location)],
+    page_size: u64,
+    offset: u64,
+    len: u64,
+    buf: &mut BytesMut,
+) -> Result<(), u64> {
+    let end = offset + len;
+    for (index, at) in pages {
+        let page_start = index * page_size;
+        let from = offset.max(page_start) - page_start;
+        let to = (end - page_start).min(at.len);
+        if to <= from {
+            return Err(*index);
+        }
+        shm.append(at, from, (to - from) as usize, buf).map_err(|_| *index)?;
+    }
+    Ok(())
+}
 
 /// How a piece of a read failed.
 #[derive(Debug)]
@@ -69,12 +105,19 @@ struct Inner {
 pub struct ClientBuilder {
     config: Option<ClusterConfig>,
     client_name: Option<String>,
+    transport: Option<TransportChoice>,
 }
 
 impl ClientBuilder {
     /// Use this cluster config.
     pub fn cluster(mut self, config: ClusterConfig) -> Self {
         self.config = Some(config);
+        self
+    }
+
+    /// Read through this transport, whatever `HOARD_TRANSPORT` and the config say.
+    pub fn transport(mut self, transport: TransportChoice) -> Self {
+        self.transport = Some(transport);
         self
     }
 
@@ -87,7 +130,8 @@ impl ClientBuilder {
     /// The client. No connection is opened until the first request.
     ///
     /// # Errors
-    /// [`ClientError::Config`] when no cluster config was given.
+    /// [`ClientError::Config`] when no cluster config was given, or `HOARD_TRANSPORT` is not
+    /// `auto`, `shm` or `tcp`.
     pub fn build(self) -> ClientResult<Client> {
         let config = self
             .config
@@ -97,11 +141,17 @@ impl ClientBuilder {
         let ids: Vec<&str> = config.workers.iter().map(|w| w.id.as_str()).collect();
         let ring = Ring::new(&ids, config.virtual_nodes);
         let conns = config.client.connections_per_worker as usize;
+        let locations = config.client.location_cache_entries as usize;
         let workers = config
             .workers
             .iter()
-            .map(|w| WorkerHandle::new(w.clone(), conns))
+            .map(|w| WorkerHandle::new(w.clone(), conns, locations))
             .collect();
+        let transport = match (self.transport, std::env::var("HOARD_TRANSPORT")) {
+            (Some(t), _) => t,
+            (None, Ok(v)) if !v.is_empty() => v.parse()?,
+            _ => config.client.transport,
+        };
         let mut options = ConnectOptions::new(config.token.clone());
         options.connect_timeout = config.client.connect_timeout;
         if let Some(name) = self.client_name {
@@ -111,6 +161,9 @@ impl ClientBuilder {
             options,
             request_timeout: config.client.request_timeout,
             retry_after: config.client.worker_retry_after,
+            transport,
+            host: hoard_transport::shm::host_id(),
+            stats: Arc::default(),
         };
         let ufs = tokio::sync::Mutex::new(HashMap::new());
         Ok(Client {
@@ -147,6 +200,16 @@ impl Client {
     /// The cluster's mounts.
     pub fn mounts(&self) -> &[MountEntry] {
         &self.inner.config.mounts
+    }
+
+    /// The transport reads use (`client.transport`, or `HOARD_TRANSPORT`).
+    pub fn transport(&self) -> TransportChoice {
+        self.inner.policy.transport
+    }
+
+    /// Bytes and requests this client moved over each transport so far.
+    pub fn transport_counts(&self) -> TransportCounts {
+        self.inner.policy.stats.snapshot()
     }
 
     /// Size and version of a file.
@@ -379,6 +442,12 @@ impl Client {
         len: u64,
         buf: BytesMut,
     ) -> Result<BytesMut, PieceError> {
+        let key = self.read_key(file, homed, offset);
+        let buf = match self.read_piece_shm(key, file, size, offset, len, buf).await {
+            Ok(done) => return Ok(done),
+            Err(ShmFallback::Stale) => return Err(PieceError::Stale),
+            Err(ShmFallback::Socket(buf)) => buf,
+        };
         let req = Request::Read(ReadRequest {
             file: file.clone(),
             file_size: size,
@@ -390,7 +459,6 @@ impl Client {
             Response::Read(r) => plan::check_read(r, payload, offset, len, size, verify),
             _ => Ok(()),
         };
-        let key = self.read_key(file, homed, offset);
         // Only the coordinator holds a homed file: another worker could only send the reader to
         // an older version in the under-store.
         let attempts = if homed { Some(1) } else { None };
@@ -415,6 +483,105 @@ impl Client {
                 Ok(buf)
             }
         }
+    }
+
+    /// One piece of a read copied out of the shared memory of the first owner of `key`, when
+    /// the client is connected to it that way: from cached page locations with no message at
+    /// all, else after asking the worker where the pages are (`Locate`, which fills misses).
+    /// Anything this path cannot do (no shared memory with that worker, pages outside its
+    /// regions, a failed call) hands `buf` back for the socket path, which also fails over.
+    async fn read_piece_shm(
+        &self,
+        key: u64,
+        file: &FileKey,
+        size: u64,
+        offset: u64,
+        len: u64,
+        mut buf: BytesMut,
+    ) -> Result<BytesMut, ShmFallback> {
+        let inner = &self.inner;
+        let Some(worker) = inner
+            .ring
+            .owners(key)
+            .map(|i| &inner.workers[i])
+            .find(|w| !w.is_avoided())
+        else {
+            return Err(ShmFallback::Socket(buf));
+        };
+        let link = match worker.shm_link(&inner.policy).await {
+            Ok(Some(link)) => link,
+            Ok(None) => return Err(ShmFallback::Socket(buf)),
+            Err(e) => {
+                tracing::warn!(worker = %worker.entry.id, "worker failed, trying the next one: {e}");
+                worker.avoid(inner.policy.retry_after);
+                return Err(ShmFallback::Socket(buf));
+            }
+        };
+        let shm = link.shm().expect("a shared-memory link");
+        let instance = shm.hello().instance;
+        let page_size = shm.hello().page_size;
+        let (first, last) = (offset / page_size, (offset + len - 1) / page_size);
+        let start = buf.len();
+        let cached = worker.locations.lock().get(instance, file, first, last);
+        if let Some(pages) = cached {
+            match copy_pages(shm, &pages, page_size, offset, len, &mut buf) {
+                Ok(()) => {
+                    inner.policy.stats.copied(len, true);
+                    return Ok(buf);
+                }
+                Err(gone) => {
+                    buf.truncate(start);
+                    worker.locations.lock().forget(file, gone);
+                }
+            }
+        }
+        let req = Request::Locate(ReadRequest {
+            file: file.clone(),
+            file_size: size,
+            offset,
+            len,
+        });
+        // A slot can be reused between the answer and the copy (the page was evicted): ask again.
+        for _ in 0..3 {
+            let reply =
+                tokio::time::timeout(inner.policy.request_timeout, link.shm_call(req.clone(), &inner.policy)).await;
+            let located = match reply {
+                Ok(Ok(Response::Located(l))) => l,
+                Ok(Ok(Response::Error(e))) if e.status == Status::StaleVersion as u16 => {
+                    return Err(ShmFallback::Stale);
+                }
+                Ok(Ok(_)) => return Err(ShmFallback::Socket(buf)),
+                Ok(Err(e)) => {
+                    tracing::warn!(worker = %worker.entry.id, "worker failed, trying the next one: {e}");
+                    worker.avoid(inner.policy.retry_after);
+                    return Err(ShmFallback::Socket(buf));
+                }
+                Err(_) => {
+                    worker.avoid(inner.policy.retry_after);
+                    return Err(ShmFallback::Socket(buf));
+                }
+            };
+            let pages: Vec<(u64, Location)> = located.pages.iter().map(|p| (p.index, p.into())).collect();
+            let whole = pages.len() as u64 == last - first + 1
+                && pages.iter().zip(first..=last).all(|((index, _), want)| *index == want);
+            if !whole {
+                // Some pages are outside the regions (held by the write path, or not cached
+                // for want of a free slot): the socket path reads them.
+                return Err(ShmFallback::Socket(buf));
+            }
+            worker.locations.lock().insert(instance, file, pages.iter().copied());
+            match copy_pages(shm, &pages, page_size, offset, len, &mut buf) {
+                Ok(()) => {
+                    inner.policy.stats.copied(len, false);
+                    return Ok(buf);
+                }
+                Err(gone) => {
+                    buf.truncate(start);
+                    worker.locations.lock().forget(file, gone);
+                }
+            }
+        }
+        Err(ShmFallback::Socket(buf))
     }
 
     async fn read_piece_ufs(&self, file: &FileKey, offset: u64, len: u64, last: String) -> Result<Bytes, PieceError> {

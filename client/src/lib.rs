@@ -29,6 +29,7 @@ mod client;
 mod error;
 mod membership;
 pub mod path;
+pub use hoard_transport::cluster::TransportChoice;
 pub use hoard_transport::ring;
 
 pub use blocking::BlockingClient;
@@ -36,6 +37,7 @@ pub use client::{Client, ClientBuilder, CreateOptions, LoadProgress, LoadSummary
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
 pub use hoard_ufs::Metadata;
+pub use membership::{TransportCounts, TransportStats};
 
 #[cfg(test)]
 mod tests {

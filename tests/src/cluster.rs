@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hoard_client::Client;
-use hoard_transport::cluster::ClusterConfig;
+use hoard_transport::cluster::{ClusterConfig, TransportChoice};
 
 /// The `hoard` binary under test: `$HOARD_BIN`, else the workspace's `target/debug/hoard`.
 ///
@@ -108,6 +108,18 @@ impl Cluster {
         Cluster::start_with(n, &mounts, s3, extra, None)
     }
 
+    /// As [`Cluster::start`] over local directories, each worker with `memory` of page memory
+    /// (e.g. `"8MiB"`, so that pages are evicted and slots reused) instead of 256 MiB.
+    pub fn start_with_memory(
+        n: usize,
+        mounts: &[(&str, String)],
+        extra: &str,
+        memory: &str,
+    ) -> anyhow::Result<Cluster> {
+        let mounts: Vec<Mount> = mounts.iter().map(|(name, uri)| Mount::new(name, uri)).collect();
+        Cluster::start_retrying(n, &mounts, None, extra, None, memory)
+    }
+
     /// As [`Cluster::start`], with per-mount settings, and the workers' journals (`journal-wN`)
     /// under `journal_root` instead of the cluster's temporary directory (e.g. on a small tmpfs).
     /// A worker restarted with [`Cluster::start_worker`] finds its journal again and replays it.
@@ -118,12 +130,23 @@ impl Cluster {
         extra: &str,
         journal_root: Option<&Path>,
     ) -> anyhow::Result<Cluster> {
+        Cluster::start_retrying(n, mounts, s3, extra, journal_root, "256MiB")
+    }
+
+    fn start_retrying(
+        n: usize,
+        mounts: &[Mount],
+        s3: Option<String>,
+        extra: &str,
+        journal_root: Option<&Path>,
+        memory: &str,
+    ) -> anyhow::Result<Cluster> {
         // The ports come from `free_addr`, which releases them: a test running beside this one
         // may take one before a worker binds it. Start over with new ports when that happens.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Cluster::start_once(n, mounts, s3.clone(), extra, journal_root) {
+            match Cluster::start_once(n, mounts, s3.clone(), extra, journal_root, memory) {
                 Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => {
                     eprintln!("a worker port was taken meanwhile, starting the cluster again: {e:#}");
                 }
@@ -138,6 +161,7 @@ impl Cluster {
         s3: Option<String>,
         extra: &str,
         journal_root: Option<&Path>,
+        memory: &str,
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let journal_root = journal_root.unwrap_or(dir.path()).to_owned();
@@ -149,10 +173,12 @@ impl Cluster {
         for i in 1..=n {
             let (addr, metrics) = (free_addr(), free_addr());
             let journal = journal_root.join(format!("journal-w{i}"));
+            let socket = dir.path().join(format!("w{i}.sock"));
             text.push_str(&format!(
-                "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"256MiB\"\n\
-                 journal_dir = {:?}\n",
-                journal.display().to_string()
+                "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"{memory}\"\n\
+                 journal_dir = {:?}\nshm_socket = {:?}\n",
+                journal.display().to_string(),
+                socket.display().to_string()
             ));
             let log = dir.path().join(format!("w{i}.log"));
             workers.push(WorkerProc {
@@ -249,6 +275,17 @@ impl Cluster {
             .expect("client")
     }
 
+    /// A client of the cluster that reads only through `transport` (for tests of what workers
+    /// see: over shared memory a client re-reads hot pages without asking them).
+    pub fn client_over(&self, transport: TransportChoice) -> Client {
+        Client::builder()
+            .cluster(self.config.clone())
+            .transport(transport)
+            .client_name("e2e-test")
+            .build()
+            .expect("client")
+    }
+
     /// The Prometheus text of worker `i`.
     pub fn metrics_text(&self, i: usize) -> anyhow::Result<String> {
         scrape(self.workers[i].metrics)
@@ -258,6 +295,17 @@ impl Cluster {
     pub fn metric(&self, i: usize, name: &str) -> f64 {
         let text = self.metrics_text(i).unwrap_or_default();
         sum_metric(&text, name)
+    }
+
+    /// The sum of the series of metric `name` on worker `i` whose labels include `label`
+    /// (`kind="locate"`).
+    pub fn metric_labelled(&self, i: usize, name: &str, label: &str) -> f64 {
+        let text = self.metrics_text(i).unwrap_or_default();
+        let prefix = format!("{name}{{");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The sum of metric `name` over all workers that answer.

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hoard_client::TransportChoice;
 use hoard_tests::cluster::{Cluster, free_addr, hoard, hoard_bin};
 use hoard_tests::pattern;
 
@@ -136,7 +137,9 @@ async fn a_restarted_worker_serves_again_at_once() {
     let big = populate(data.path());
     let uri = format!("file://{}", data.path().display());
     let mut cluster = Cluster::start(1, &[("local", uri)], None, "").expect("start worker");
-    let client = cluster.client();
+    // Over TCP every read reaches the worker (over shared memory hot re-reads need not; the
+    // shared-memory restart is e2e_shm's).
+    let client = cluster.client_over(TransportChoice::Tcp);
     assert!(client.read_all("/local/dir/b.bin").await.expect("first read")[..] == big[..]);
     // The client's pooled connections now point at a dead process.
     cluster.kill_worker(0);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use bytesize::ByteSize;
+use hoard_client::TransportChoice;
 use hoard_tests::cluster::Cluster;
 use hoard_tests::garage::Garage;
 use hoard_tests::pattern;
@@ -72,7 +73,9 @@ async fn bytes_read_through_hoard_equal_the_objects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_read_is_a_cache_hit_and_survives_the_s3_server_stopping() {
     let (mut garage, store, cluster) = setup("[worker]\nmetadata_ttl = \"10m\"\n").await;
-    let client = cluster.client();
+    // Over TCP, so that the workers see the warm read (over shared memory it would be copied
+    // from cached page locations without asking them).
+    let client = cluster.client_over(TransportChoice::Tcp);
     let want = pattern(7, 20 * MIB + 123);
     store.put("warm.bin", Bytes::from(want.clone())).await.expect("put");
     assert!(client.read_all("/s3/warm.bin").await.expect("cold read")[..] == want[..]);

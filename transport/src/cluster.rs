@@ -68,6 +68,38 @@ pub struct WorkerEntry {
     /// default `$HOARD_HOME/journal/<id>` (`~/.hoard/journal/<id>`).
     #[serde(default)]
     pub journal_dir: Option<std::path::PathBuf>,
+    /// Path of the worker's shared-memory socket (for clients on its host); default
+    /// `$XDG_RUNTIME_DIR` (or `/tmp`) `/hoard-<id>-<port>.sock`.
+    #[serde(default)]
+    pub shm_socket: Option<std::path::PathBuf>,
+}
+
+/// Which transport a client reads through (`client.transport`, or `HOARD_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportChoice {
+    /// Shared memory with a worker on the same host that offers it, TCP otherwise (default).
+    #[default]
+    Auto,
+    /// Shared memory only: a worker that cannot be reached through it counts as failed.
+    Shm,
+    /// TCP only.
+    Tcp,
+}
+
+impl std::str::FromStr for TransportChoice {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(TransportChoice::Auto),
+            "shm" => Ok(TransportChoice::Shm),
+            "tcp" => Ok(TransportChoice::Tcp),
+            other => Err(ConfigError::Invalid(format!(
+                "transport `{other}`: expected auto, shm or tcp"
+            ))),
+        }
+    }
 }
 
 /// One mount: a name mapped to an under-store URI.
@@ -154,6 +186,9 @@ pub struct WorkerSection {
     /// A write session with no request for this long is aborted.
     #[serde(with = "humantime_serde")]
     pub session_idle_timeout: Duration,
+    /// Serve clients on the worker's host through shared memory (a Unix socket that hands them
+    /// the memory tier's regions).
+    pub shm: bool,
 }
 
 impl Default for WorkerSection {
@@ -173,6 +208,7 @@ impl Default for WorkerSection {
             upload_retry_max: Duration::from_secs(30),
             written_entries: 100_000,
             session_idle_timeout: Duration::from_secs(600),
+            shm: true,
         }
     }
 }
@@ -207,6 +243,12 @@ pub struct ClientSection {
     /// `request_timeout`, as a commit in `through` mode waits for the under-store.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// How reads reach workers: `auto`, `shm` or `tcp` (the `HOARD_TRANSPORT` environment
+    /// variable overrides it).
+    pub transport: TransportChoice,
+    /// Page locations a shared-memory client remembers per worker, so that a hot page is read
+    /// again with no message at all.
+    pub location_cache_entries: u32,
 }
 
 impl Default for ClientSection {
@@ -222,6 +264,8 @@ impl Default for ClientSection {
             ufs_fallback: true,
             verify_checksums: true,
             write_timeout: Duration::from_secs(120),
+            transport: TransportChoice::Auto,
+            location_cache_entries: 262_144,
         }
     }
 }

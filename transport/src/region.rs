@@ -29,7 +29,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 
 /// Size of a huge page: arenas are sized in multiples of it.
@@ -656,43 +656,76 @@ impl RegionReader {
     /// # Panics
     /// When the part is not inside the page.
     pub fn copy_part_into(&self, at: &Location, from: u64, dst: &mut [u8]) -> Result<(), Stale> {
+        let src = self.part(at, from, dst.len() as u64)?;
+        // SAFETY: `src` is inside the mapping (`part` checked it) and `dst` is a distinct buffer
+        // of the same length. See `part` for the bytes changing under the copy.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        self.check_after(at)
+    }
+
+    /// As [`RegionReader::copy_part_into`], appending `len` bytes to `buf` (into its spare
+    /// capacity, never zeroing it first). On an error `buf` is as it was.
+    ///
+    /// # Errors
+    /// As [`RegionReader::copy_into`].
+    ///
+    /// # Panics
+    /// When the part is not inside the page.
+    pub fn append_part(&self, at: &Location, from: u64, len: usize, buf: &mut BytesMut) -> Result<(), Stale> {
+        let src = self.part(at, from, len as u64)?;
+        buf.reserve(len);
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `src` is inside the mapping (`part` checked it); `spare` has room for `len`
+        // bytes (reserved above) and is not the mapping. Writing `MaybeUninit<u8>` from `u8`
+        // initialises it.
+        unsafe { std::ptr::copy_nonoverlapping(src, spare.as_mut_ptr().cast::<u8>(), len) };
+        self.check_after(at)?;
+        // SAFETY: the `len` bytes after the buffer's length were initialised just above.
+        unsafe { buf.set_len(buf.len() + len) };
+        Ok(())
+    }
+
+    /// The start of bytes `[from, from + len)` of the page at `at`, once the location is checked
+    /// to lie inside this region and to be current. The bytes may change under a copy from it
+    /// (the worker can reuse the slot at any time); [`RegionReader::check_after`] says whether
+    /// they did, and torn copies are then thrown away, never returned as the page. (The memory is
+    /// shared with another process, outside what the compiler assumes about it; the acquire
+    /// fence in `check_after` keeps the copy's loads before the generation's second load.)
+    fn part(&self, at: &Location, from: u64, len: u64) -> Result<*const u8, Stale> {
         assert!(
-            from.checked_add(dst.len() as u64).is_some_and(|end| end <= at.len),
+            from.checked_add(len).is_some_and(|end| end <= at.len),
             "the part must lie inside the page"
         );
-        let mut stale = Stale {
-            region: self.id,
-            offset: at.offset,
-            expected: at.generation,
-            during_copy: false,
-        };
         let inside = at.offset.is_multiple_of(self.min_block)
             && at
                 .offset
                 .checked_add(at.len)
                 .is_some_and(|end| end <= self.data.len as u64);
         if at.region != self.id || !inside || self.generation(at.offset) != Some(at.generation) {
-            return Err(stale);
+            return Err(self.stale(at, false));
         }
-        // SAFETY: the source range is inside the mapping (the page is, checked above, and the
-        // part is inside the page, asserted above) and `dst` is a distinct buffer of the part's
-        // length. The worker may write these bytes while they are copied; the copy is then torn,
-        // and the check below rejects it, so torn bytes never escape as a page. (The memory is
-        // shared with another process, outside what the compiler assumes about it; the acquire
-        // fence keeps the copy's loads before the generation's second load.)
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.data.ptr.as_ptr().add((at.offset + from) as usize),
-                dst.as_mut_ptr(),
-                dst.len(),
-            );
-        }
+        // SAFETY: `at.offset + from` is inside the mapping: the page is (checked above) and the
+        // part lies inside the page (asserted above).
+        Ok(unsafe { self.data.ptr.as_ptr().add((at.offset + from) as usize) }.cast_const())
+    }
+
+    /// Whether the slot still holds the page, after a copy of it: `Err` when the copy may be
+    /// torn.
+    fn check_after(&self, at: &Location) -> Result<(), Stale> {
         std::sync::atomic::fence(Ordering::Acquire);
         if self.generation(at.offset) == Some(at.generation) {
             Ok(())
         } else {
-            stale.during_copy = true;
-            Err(stale)
+            Err(self.stale(at, true))
+        }
+    }
+
+    fn stale(&self, at: &Location, during_copy: bool) -> Stale {
+        Stale {
+            region: self.id,
+            offset: at.offset,
+            expected: at.generation,
+            during_copy,
         }
     }
 }

@@ -40,7 +40,13 @@ pub fn default_socket_path(worker_id: &str, port: u16) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     let safe: String = worker_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("hoard-{safe}-{port}.sock"))
 }

@@ -7,8 +7,8 @@
 mod client;
 mod server;
 
-pub use client::{ConnectOptions, TcpTransport};
 pub(crate) use client::{BoxRead, BoxWrite, Framed, hello_reply, hello_request};
+pub use client::{ConnectOptions, TcpTransport};
 pub use server::{Handler, ServerConfig, serve};
 pub(crate) use server::{SharedWriter, early_refusal, handshake_done, read_hello, refusal, run_requests};
 

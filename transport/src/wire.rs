@@ -16,9 +16,9 @@ pub use frame::{
 };
 pub use message::{
     DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
-    LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest,
-    RegionInfo, RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus,
-    WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest, RegionInfo,
+    RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus, WriteDataRequest,
+    WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

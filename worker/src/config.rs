@@ -61,6 +61,8 @@ pub struct WorkerConfig {
     pub written_entries: usize,
     /// Idle write sessions are aborted after this long.
     pub session_idle_timeout: Duration,
+    /// The shared-memory socket to serve local clients on (`None`: shared memory off).
+    pub shm_socket: Option<PathBuf>,
 }
 
 impl WorkerConfig {
@@ -105,6 +107,7 @@ impl WorkerConfig {
             upload_retry_max,
             written_entries,
             session_idle_timeout,
+            shm,
         } = worker;
         let journal_dir = me.journal_dir.clone().unwrap_or_else(|| default_journal_dir(&me.id));
         let S3Section {
@@ -140,6 +143,11 @@ impl WorkerConfig {
             upload_retry_max: *upload_retry_max,
             written_entries: *written_entries as usize,
             session_idle_timeout: *session_idle_timeout,
+            shm_socket: shm.then(|| {
+                me.shm_socket
+                    .clone()
+                    .unwrap_or_else(|| hoard_transport::shm::default_socket_path(&me.id, me.addr.port()))
+            }),
             s3: S3Config {
                 endpoint: endpoint.clone(),
                 region: region.clone(),

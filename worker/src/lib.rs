@@ -36,13 +36,16 @@ pub mod write;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hoard_transport::shm::{SharedRegion, serve_unix};
 use hoard_transport::tcp::{ServerConfig, serve};
-use hoard_transport::wire::FrameLimits;
-use tokio::net::TcpListener;
+use hoard_transport::wire::{FrameLimits, ShmOffer};
+use tokio::net::{TcpListener, UnixListener};
 
 pub use config::WorkerConfig;
 pub use service::WorkerService;
@@ -124,7 +127,8 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
     )))
 }
 
-/// Run a worker on `listener` until `shutdown` completes.
+/// Run a worker on `listener` until `shutdown` completes; with shared memory on, serve local
+/// clients on its Unix socket too.
 ///
 /// # Errors
 /// When the service cannot be built (see [`build_service`]).
@@ -136,7 +140,9 @@ pub async fn run(
     let service = build_service(&config).await?;
     let background = tokio_util::sync::CancellationToken::new();
     service.start(background.clone());
+    let stop = background.clone();
     let _stop_background = background.drop_guard();
+    let local = config.shm_socket.as_deref().and_then(|path| bind_local(path, &service));
     let server = ServerConfig {
         token: config.token.clone(),
         worker_id: config.id.clone(),
@@ -144,9 +150,80 @@ pub async fn run(
         limits: FrameLimits::default(),
         max_inflight_per_connection: config.max_inflight_per_connection,
         handshake_timeout: Duration::from_secs(10),
+        instance: instance_id(),
+        shm: local.as_ref().map(|l| l.offer.clone()),
     };
-    tracing::info!(id = %config.id, addr = %listener.local_addr()?, mounts = config.mounts.len(), "worker serving");
+    tracing::info!(
+        id = %config.id,
+        addr = %listener.local_addr()?,
+        shm = local.as_ref().map(|l| l.offer.socket.as_str()),
+        mounts = config.mounts.len(),
+        "worker serving"
+    );
+    let local_server = local.map(|l| {
+        let stopped = stop.clone();
+        let task = tokio::spawn(serve_unix(
+            l.listener,
+            service.clone(),
+            server.clone(),
+            Arc::new(l.regions),
+            async move { stopped.cancelled().await },
+        ));
+        (task, l.path)
+    });
     serve(listener, service, server, shutdown).await;
+    stop.cancel();
+    if let Some((task, path)) = local_server {
+        let _ = task.await;
+        let _ = std::fs::remove_file(path);
+    }
     tracing::info!(id = %config.id, "worker stopped");
     Ok(())
+}
+
+/// The shared-memory side of a worker: its socket, the regions it hands out, and its offer.
+struct Local {
+    listener: UnixListener,
+    path: PathBuf,
+    regions: Vec<SharedRegion>,
+    offer: ShmOffer,
+}
+
+/// Bind the shared-memory socket at `path` (a socket left there by a worker that died is
+/// replaced). `None`, with a warning saying why, when shared memory cannot be served: clients
+/// then use TCP.
+fn bind_local(path: &Path, service: &WorkerService) -> Option<Local> {
+    let attempt = || -> anyhow::Result<Local> {
+        let host = hoard_transport::shm::host_id().context("the host's boot id is unreadable")?;
+        let regions = service
+            .shared_regions()
+            .context("share the memory tier's descriptors")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            std::fs::remove_file(path).with_context(|| format!("remove the stale socket {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+        Ok(Local {
+            listener,
+            path: path.to_owned(),
+            regions,
+            offer: ShmOffer {
+                host,
+                socket: path.display().to_string(),
+            },
+        })
+    };
+    attempt()
+        .inspect_err(|e| tracing::warn!("shared memory not served, local clients use TCP: {e:#}"))
+        .ok()
+}
+
+/// A number that differs between two starts of a worker (time and process id, hashed).
+fn instance_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    xxhash_rust::xxh3::xxh3_64(format!("{nanos}-{}", std::process::id()).as_bytes())
 }

@@ -69,6 +69,16 @@ impl WorkerService {
         }
     }
 
+    /// The regions local clients may map: the memory tier's arena.
+    ///
+    /// # Errors
+    /// When a descriptor cannot be duplicated.
+    pub fn shared_regions(&self) -> std::io::Result<Vec<hoard_transport::shm::SharedRegion>> {
+        Ok(vec![hoard_transport::shm::SharedRegion::of_arena(
+            self.read_path.store().arena(),
+        )?])
+    }
+
     /// Start the background work (the write path's persister); it stops with `shutdown`.
     pub fn start(&self, shutdown: tokio_util::sync::CancellationToken) {
         self.write.start(shutdown);

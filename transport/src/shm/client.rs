@@ -103,15 +103,25 @@ impl ShmTransport {
     /// [`Stale`] when the page is no longer there (ask the worker again), or the location names
     /// a region this connection does not map.
     pub fn copy(&self, at: &Location, from: u64, dst: &mut [u8]) -> Result<(), Stale> {
-        match self.regions.iter().find(|r| r.id() == at.region) {
-            Some(region) => region.copy_part_into(at, from, dst),
-            None => Err(Stale {
-                region: at.region,
-                offset: at.offset,
-                expected: at.generation,
-                during_copy: false,
-            }),
-        }
+        self.region(at)?.copy_part_into(at, from, dst)
+    }
+
+    /// As [`ShmTransport::copy`], appending `len` bytes to `buf`; on an error `buf` is as it
+    /// was.
+    ///
+    /// # Errors
+    /// As [`ShmTransport::copy`].
+    pub fn append(&self, at: &Location, from: u64, len: usize, buf: &mut BytesMut) -> Result<(), Stale> {
+        self.region(at)?.append_part(at, from, len, buf)
+    }
+
+    fn region(&self, at: &Location) -> Result<&RegionReader, Stale> {
+        self.regions.iter().find(|r| r.id() == at.region).ok_or(Stale {
+            region: at.region,
+            offset: at.offset,
+            expected: at.generation,
+            during_copy: false,
+        })
     }
 }
 

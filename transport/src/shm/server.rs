@@ -79,7 +79,8 @@ pub async fn serve_unix<H: Handler>(
             Ok(c) => format!("pid {} uid {}", c.pid().unwrap_or(0), c.uid()),
             Err(_) => "a local process".to_owned(),
         };
-        let (handler, config, regions, cancel) = (handler.clone(), config.clone(), regions.clone(), cancel.child_token());
+        let (handler, config, regions, cancel) =
+            (handler.clone(), config.clone(), regions.clone(), cancel.child_token());
         let span = info_span!("shm", %peer);
         tokio::spawn(
             async move {
@@ -131,7 +132,10 @@ async fn serve_connection<H: Handler>(
             regions: regions.iter().map(|r| r.info).collect(),
         };
         let head = encode_message(id, Outgoing::Response(&Response::Hello(hello)), 0)?;
-        let fds: Vec<_> = regions.iter().flat_map(|r| [r.data.as_fd(), r.generations.as_fd()]).collect();
+        let fds: Vec<_> = regions
+            .iter()
+            .flat_map(|r| [r.data.as_fd(), r.generations.as_fd()])
+            .collect();
         send_with_fds(half, &head, &fds).await
     };
     let outcome = tokio::time::timeout(config.handshake_timeout, handshake).await;
@@ -139,7 +143,10 @@ async fn serve_connection<H: Handler>(
         return;
     }
     let write = write.take().expect("still here");
-    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, Box::new(write) as BoxWrite)));
+    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(
+        256 << 10,
+        Box::new(write) as BoxWrite,
+    )));
     run_requests(reader, writer, &peer, handler, &config).await;
 }
 
@@ -151,7 +158,11 @@ async fn send_bare(half: &mut OwnedWriteHalf, id: u64, message: &Response) -> Tr
 }
 
 /// Write `bytes` with `fds` attached to the first of them.
-async fn send_with_fds(half: &mut OwnedWriteHalf, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) -> TransportResult<()> {
+async fn send_with_fds(
+    half: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> TransportResult<()> {
     let stream: &UnixStream = half.as_ref();
     let sent = stream
         .async_io(Interest::WRITABLE, || {
@@ -160,7 +171,12 @@ async fn send_with_fds(half: &mut OwnedWriteHalf, bytes: &[u8], fds: &[std::os::
             if !control.push(SendAncillaryMessage::ScmRights(fds)) {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
             }
-            Ok(rustix::net::sendmsg(stream, &[IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL)?)
+            Ok(rustix::net::sendmsg(
+                stream,
+                &[IoSlice::new(bytes)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            )?)
         })
         .await?;
     half.write_all(&bytes[sent..]).await?;

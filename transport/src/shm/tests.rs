@@ -51,7 +51,13 @@ async fn start() -> (std::path::PathBuf, Arc<Arena>, bytes::Bytes) {
         shm: None,
     };
     let regions = Arc::new(vec![SharedRegion::of_arena(&arena).expect("share")]);
-    tokio::spawn(serve_unix(listener, Arc::new(Toy), server, regions, std::future::pending()));
+    tokio::spawn(serve_unix(
+        listener,
+        Arc::new(Toy),
+        server,
+        regions,
+        std::future::pending(),
+    ));
     (path, arena, page)
 }
 
@@ -62,7 +68,10 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
         .await
         .expect("connect");
     let hello = conn.hello();
-    assert_eq!((hello.worker_id.as_str(), hello.instance, hello.page_size), ("toy", 42, PAGE));
+    assert_eq!(
+        (hello.worker_id.as_str(), hello.instance, hello.page_size),
+        ("toy", 42, PAGE)
+    );
     assert_eq!(hello.regions.len(), 1);
     assert_eq!(hello.regions[0].id, 3);
     assert_eq!(conn.mapped_bytes(), arena.mapped_bytes());
@@ -75,6 +84,10 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
     let mut part = vec![0u8; 1000];
     conn.copy(&at, 5000, &mut part).expect("copy a part");
     assert_eq!(&part[..], &page[5000..6000]);
+    let mut buf = bytes::BytesMut::from(&b"head"[..]);
+    conn.append(&at, 100, 50, &mut buf).expect("append a part");
+    assert_eq!(&buf[..4], b"head");
+    assert_eq!(&buf[4..], &page[100..150]);
 
     // A location of another region, or of a slot since given back, does not copy.
     let mut other = at;
@@ -82,6 +95,8 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
     assert!(conn.copy(&other, 0, &mut whole).is_err());
     drop(page);
     assert!(conn.copy(&at, 0, &mut whole).is_err(), "the slot was given back");
+    assert!(conn.append(&at, 0, 10, &mut buf).is_err());
+    assert_eq!(buf.len(), 54, "a failed append leaves the buffer as it was");
 
     // Control requests travel the socket.
     let reply = conn

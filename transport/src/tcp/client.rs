@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use super::write_frame;
 use crate::error::{TransportError, TransportResult};
 use crate::wire::{
-    FrameLimits, Hello, HelloReply, Outgoing, PROTOCOL_VERSION, Payload, RawFrame, Reply, Request, Response,
-    ShmOffer, Status, decode_response, decode_response_message, read_frame, read_frame_head, read_payload_into,
+    FrameLimits, Hello, HelloReply, Outgoing, PROTOCOL_VERSION, Payload, RawFrame, Reply, Request, Response, ShmOffer,
+    Status, decode_response, decode_response_message, read_frame, read_frame_head, read_payload_into,
 };
 use crate::{Transport, TransportKind};
 

@@ -97,7 +97,10 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
     }
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 << 10, Box::new(read) as BoxRead);
-    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, Box::new(write) as BoxWrite)));
+    let writer: SharedWriter = Arc::new(Mutex::new(BufWriter::with_capacity(
+        256 << 10,
+        Box::new(write) as BoxWrite,
+    )));
     let handshake = async {
         let frame = match read_hello(&mut reader).await {
             Ok(frame) => frame,
@@ -123,7 +126,11 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
         }
         send_reply(&writer, id, &Reply::message(Response::Hello(hello))).await
     };
-    if handshake_done(tokio::time::timeout(config.handshake_timeout, handshake).await, &peer.to_string(), &config) {
+    if handshake_done(
+        tokio::time::timeout(config.handshake_timeout, handshake).await,
+        &peer.to_string(),
+        &config,
+    ) {
         run_requests(reader, writer, &peer.to_string(), handler, &config).await;
     }
 }
