@@ -1,6 +1,7 @@
 //! hoard under test: a real `hoard worker` process over a `file://` mount, warmed with
 //! `Client::load`, and read through the client library exactly as an application would: the
-//! file is opened once (`Client::open`, one stat) and read with `OpenFile::read`.
+//! file is opened once (`Client::open`, one stat) and read with `OpenFile::read`, by one client
+//! over TCP and one over shared memory.
 //!
 //! Three diagnostics split a 4 KiB read's time: `Client::read` (which stats the file before
 //! every read), `Client::stat` alone, and a read request sent straight over one wire connection
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use hoard_client::{Client, FileMeta, LoadSummary, OpenFile};
+use hoard_client::{Client, FileMeta, LoadSummary, OpenFile, TransportChoice};
 use hoard_transport::Transport;
 use hoard_transport::cluster::ClusterConfig;
 use hoard_transport::tcp::{ConnectOptions, TcpTransport};
@@ -31,10 +32,12 @@ const KEY: &str = "data.bin";
 /// A worker holding the whole benchmark file in memory, and a client of it.
 #[derive(Debug)]
 pub struct HoardFixture {
-    /// The client the benchmark reads through (default config: checksums verified).
+    /// The client the benchmark reads through over TCP (default config: checksums verified).
     pub client: Client,
     /// The file, opened through `client`.
     pub file: OpenFile,
+    /// The file, opened through a client that reads over shared memory.
+    pub shm_file: OpenFile,
     /// `/MOUNT/KEY`.
     pub path: String,
     /// The file's size and version, as the worker reports them.
@@ -72,11 +75,19 @@ impl HoardFixture {
             .env("HOARD_LOG", "warn");
         let mut worker = ChildGuard::spawn("hoard worker", command, &dir.join("worker.log"))?;
         worker.wait_listening(addr, Duration::from_secs(30)).await?;
+        let config = ClusterConfig::load(&config_path).context("load the cluster config")?;
         let client = Client::builder()
-            .cluster(ClusterConfig::load(&config_path).context("load the cluster config")?)
+            .cluster(config.clone())
+            .transport(TransportChoice::Tcp)
             .client_name("hoard-bench")
             .build()
             .context("build the client")?;
+        let shm_client = Client::builder()
+            .cluster(config)
+            .transport(TransportChoice::Shm)
+            .client_name("hoard-bench-shm")
+            .build()
+            .context("build the shared-memory client")?;
         let path = format!("/{MOUNT}/{KEY}");
         let load = client
             .load(&path, &|_| {})
@@ -84,11 +95,16 @@ impl HoardFixture {
             .with_context(|| format!("preload {path}"))?;
         ensure!(load.bytes == size, "preloaded {} bytes of {size}", load.bytes);
         let file = client.open(&path).await.with_context(|| format!("open {path}"))?;
+        let shm_file = shm_client
+            .open(&path)
+            .await
+            .with_context(|| format!("open {path} over shared memory"))?;
         let meta = file.meta().clone();
         let data = File::open(&data_path).with_context(|| format!("open {}", data_path.display()))?;
         Ok(HoardFixture {
             client,
             file,
+            shm_file,
             path,
             meta,
             load,
@@ -108,6 +124,24 @@ impl HoardFixture {
             .await
             .context("read 4 KiB through hoard")?;
         check_4k(&bytes)
+    }
+
+    /// Read 4 KiB at `offset` of the file opened over shared memory; with `check`, compare the
+    /// bytes with the file.
+    ///
+    /// # Errors
+    /// When the read fails, comes back short, or returns other bytes.
+    pub async fn read_4k_shm(&self, offset: u64, check: bool) -> anyhow::Result<()> {
+        let bytes = self
+            .shm_file
+            .read(offset, IO_BYTES)
+            .await
+            .context("read 4 KiB through hoard over shared memory")?;
+        check_4k(&bytes)?;
+        if check {
+            self.check(offset, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Read 4 KiB at `offset` with `Client::read`, which stats the file first.
@@ -175,6 +209,7 @@ impl HoardFixture {
         change(&mut config);
         Client::builder()
             .cluster(config)
+            .transport(TransportChoice::Tcp)
             .client_name("hoard-bench-variant")
             .build()
             .context("build a client variant")

@@ -1,5 +1,6 @@
-//! `hoard-bench read`: warm reads over TCP, side by side with memcached (4 KiB latency) and the
-//! loopback TCP ceiling (iperf3, sequential throughput), in one run, reported as ratios.
+//! `hoard-bench read`: warm reads over TCP and over shared memory, side by side with memcached
+//! (4 KiB latency), the loopback TCP ceiling (iperf3) and single-threaded `memcpy` (sequential
+//! throughput), in one run, reported as ratios.
 //!
 //! Latency is measured in alternating rounds (hoard, memcached, then three hoard diagnostics), so
 //! slow spells of this shared machine hit every system alike instead of whichever ran last.
@@ -151,11 +152,14 @@ async fn measure_all(plan: ReadPlan, systems: Systems) -> anyhow::Result<ReadRep
         params,
         preload_seconds,
         hoard_read_4k: lat.read,
+        hoard_shm_read_4k: lat.shm_read,
         hoard_client_read_4k: lat.client_read,
         hoard_stat: lat.stat,
         hoard_wire_read_4k: lat.wire,
         memcached_get_4k: lat.memcached,
         hoard_sequential: seq.default,
+        hoard_sequential_shm: seq.shm,
+        memcpy: seq.memcpy,
         hoard_sequential_no_verify: seq.no_verify,
         hoard_sequential_one_request_calls: seq.one_request_calls,
         iperf3_one_stream_gbit_s: one,
@@ -168,6 +172,8 @@ async fn measure_all(plan: ReadPlan, systems: Systems) -> anyhow::Result<ReadRep
 #[derive(Debug)]
 struct Throughputs {
     default: ThroughputSummary,
+    shm: ThroughputSummary,
+    memcpy: ThroughputSummary,
     no_verify: ThroughputSummary,
     one_request_calls: ThroughputSummary,
 }
@@ -177,6 +183,13 @@ struct Throughputs {
 async fn throughput_phase(plan: &ReadPlan, hoard: &HoardFixture) -> anyhow::Result<Throughputs> {
     let (range, runs, limit) = (plan.range_bytes, plan.runs, plan.time_limit);
     let default = throughput::measure(&hoard.file, hoard, range, runs, limit).await?;
+    let shm = throughput::measure(&hoard.shm_file, hoard, range, runs, limit)
+        .await
+        .context("measure throughput over shared memory")?;
+    let size = hoard.meta.size;
+    let memcpy = tokio::task::spawn_blocking(move || throughput::memcpy(size, range, runs, limit))
+        .await
+        .context("join the memcpy passes")?;
     let no_verify = hoard.client_with(|c| c.client.verify_checksums = false)?;
     let no_verify = no_verify
         .open(&hoard.path)
@@ -191,6 +204,8 @@ async fn throughput_phase(plan: &ReadPlan, hoard: &HoardFixture) -> anyhow::Resu
         .context("measure throughput in one-request calls")?;
     Ok(Throughputs {
         default,
+        shm,
+        memcpy,
         no_verify,
         one_request_calls,
     })
@@ -199,6 +214,7 @@ async fn throughput_phase(plan: &ReadPlan, hoard: &HoardFixture) -> anyhow::Resu
 /// The comparison rows: targets first, then diagnostics.
 fn rows(lat: &Latencies, seq: &Throughputs, one: f64, two: f64) -> Vec<Row> {
     let (m, mc, ip) = (&lat.memcached, "memcached GET", "iperf3 1 stream");
+    let (cp, tcp) = ("memcpy 1 thread", "hoard over TCP");
     let calls = format!(
         "diag: seq read in {} MiB calls, median (Gbit/s)",
         seq.one_request_calls.range_bytes >> 20
@@ -210,6 +226,11 @@ fn rows(lat: &Latencies, seq: &Throughputs, one: f64, two: f64) -> Vec<Row> {
         ("4 KiB read p99.9 (µs)", lat.read.p999_us, mc, m.p999_us, Target::None),
         ("sequential read, median pass (Gbit/s)", seq.default.median_gbit_s, ip, one, Target::AtLeast(0.8)),
         ("sequential read, best pass (Gbit/s)", seq.default.best_gbit_s, ip, one, Target::None),
+        ("shm: 4 KiB read p50 (µs)", lat.shm_read.p50_us, mc, m.p50_us, Target::AtMost(0.1)),
+        ("shm: 4 KiB read p99 (µs)", lat.shm_read.p99_us, mc, m.p99_us, Target::AtMost(0.1)),
+        ("shm: sequential read, median pass (Gbit/s)", seq.shm.median_gbit_s, cp, seq.memcpy.median_gbit_s, Target::AtLeast(0.8)),
+        ("shm: sequential read, best pass (Gbit/s)", seq.shm.best_gbit_s, cp, seq.memcpy.best_gbit_s, Target::None),
+        ("diag: shm 4 KiB read p50 vs TCP (µs)", lat.shm_read.p50_us, tcp, lat.read.p50_us, Target::None),
         ("diag: Client::read (stat + read) p50 (µs)", lat.client_read.p50_us, mc, m.p50_us, Target::None),
         ("diag: Client::read (stat + read) p99 (µs)", lat.client_read.p99_us, mc, m.p99_us, Target::None),
         ("diag: stat alone p50 (µs)", lat.stat.p50_us, mc, m.p50_us, Target::None),
@@ -249,6 +270,7 @@ fn print_details(report: &ReadReport) {
         );
     };
     lat("hoard OpenFile::read 4 KiB", &report.hoard_read_4k);
+    lat("hoard OpenFile::read 4 KiB (shm)", &report.hoard_shm_read_4k);
     lat("memcached GET 4 KiB", &report.memcached_get_4k);
     lat("hoard Client::read 4 KiB (+stat)", &report.hoard_client_read_4k);
     lat("hoard Client::stat", &report.hoard_stat);
@@ -265,6 +287,8 @@ fn print_details(report: &ReadReport) {
         );
     };
     seq("hoard sequential (checksums on)", &report.hoard_sequential);
+    seq("hoard sequential (shared memory)", &report.hoard_sequential_shm);
+    seq("memcpy, one thread", &report.memcpy);
     seq("hoard sequential (checksums off)", &report.hoard_sequential_no_verify);
     seq(
         "hoard sequential (one-request calls)",

@@ -19,8 +19,10 @@ pub struct ReadReport {
     pub params: serde_json::Value,
     /// Seconds the preload (`Client::load`) took.
     pub preload_seconds: f64,
-    /// hoard: 4 KiB `OpenFile::read` at random offsets (the file opened once).
+    /// hoard: 4 KiB `OpenFile::read` at random offsets (the file opened once), over TCP.
     pub hoard_read_4k: LatencySummary,
+    /// hoard: the same over shared memory.
+    pub hoard_shm_read_4k: LatencySummary,
     /// Diagnostic: 4 KiB `Client::read`, which stats the file before every read.
     pub hoard_client_read_4k: LatencySummary,
     /// Diagnostic: `Client::stat` alone (every `read` starts with one).
@@ -29,8 +31,12 @@ pub struct ReadReport {
     pub hoard_wire_read_4k: LatencySummary,
     /// memcached: 4 KiB GET of random keys.
     pub memcached_get_4k: LatencySummary,
-    /// hoard: sequential passes, default client config.
+    /// hoard: sequential passes, default client config, over TCP.
     pub hoard_sequential: ThroughputSummary,
+    /// hoard: the same over shared memory.
+    pub hoard_sequential_shm: ThroughputSummary,
+    /// Single-threaded `memcpy` of the same amount, in the same pieces.
+    pub memcpy: ThroughputSummary,
     /// Diagnostic: the same with `client.verify_checksums = false`.
     pub hoard_sequential_no_verify: ThroughputSummary,
     /// Diagnostic: calls of `client.max_request_bytes` (one request each, no reassembly).

@@ -44,25 +44,62 @@ pub async fn measure(
     limit: Duration,
 ) -> anyhow::Result<ThroughputSummary> {
     let size = fixture.meta.size;
-    pass(file, fixture, range_bytes, true)
+    // One buffer for all passes, as a loader reusing its batch buffer would (and as the memcpy
+    // baseline does): the client reads each range straight into it, so nothing is allocated or
+    // faulted in after the warm-up pass.
+    let mut buf = bytes::BytesMut::with_capacity(range_bytes as usize);
+    pass(file, fixture, range_bytes, &mut buf, true)
         .await
         .context("make the checked warm-up pass")?;
     let deadline = Instant::now() + limit;
     let mut pass_seconds = Vec::with_capacity(runs as usize);
     let mut truncated = false;
     for _ in 0..runs {
-        pass_seconds.push(pass(file, fixture, range_bytes, false).await?.as_secs_f64());
+        pass_seconds.push(pass(file, fixture, range_bytes, &mut buf, false).await?.as_secs_f64());
         if Instant::now() > deadline {
             truncated = pass_seconds.len() < runs as usize;
             break;
         }
     }
+    Ok(summarize(size, range_bytes, pass_seconds, truncated))
+}
+
+/// The single-threaded `memcpy` bandwidth of this machine, measured as the passes over the file
+/// are made: `size` bytes of a source buffer copied in order, `range_bytes` per copy, into one
+/// reused buffer (the same access pattern and buffer reuse as [`measure`]). One untimed pass
+/// faults both buffers in.
+pub fn memcpy(size: u64, range_bytes: u64, runs: u32, limit: Duration) -> ThroughputSummary {
+    let src: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(0x9e37_79b9) >> 13) as u8).collect();
+    let mut dst = vec![0u8; range_bytes as usize];
+    let mut copy_pass = || {
+        let started = Instant::now();
+        for piece in src.chunks(range_bytes as usize) {
+            dst[..piece.len()].copy_from_slice(piece);
+            std::hint::black_box(&mut dst);
+        }
+        started.elapsed()
+    };
+    copy_pass();
+    let deadline = Instant::now() + limit;
+    let mut pass_seconds = Vec::with_capacity(runs as usize);
+    let mut truncated = false;
+    for _ in 0..runs {
+        pass_seconds.push(copy_pass().as_secs_f64());
+        if Instant::now() > deadline {
+            truncated = pass_seconds.len() < runs as usize;
+            break;
+        }
+    }
+    summarize(size, range_bytes, pass_seconds, truncated)
+}
+
+fn summarize(size: u64, range_bytes: u64, pass_seconds: Vec<f64>, truncated: bool) -> ThroughputSummary {
     let mut sorted = pass_seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let (best, median) = (sorted[0], sorted[sorted.len() / 2]);
     let gbit = |s: f64| size as f64 * 8.0 / s / 1e9;
     let gib = |s: f64| size as f64 / s / f64::from(1u32 << 30);
-    Ok(ThroughputSummary {
+    ThroughputSummary {
         bytes_per_pass: size,
         range_bytes,
         best_gbit_s: gbit(best),
@@ -71,25 +108,28 @@ pub async fn measure(
         median_gib_s: gib(median),
         pass_seconds,
         truncated,
-    })
+    }
 }
 
 /// Read the whole file in order, `range_bytes` per call; with `check`, compare every byte.
-async fn pass(file: &OpenFile, fixture: &HoardFixture, range_bytes: u64, check: bool) -> anyhow::Result<Duration> {
+async fn pass(
+    file: &OpenFile,
+    fixture: &HoardFixture,
+    range_bytes: u64,
+    buf: &mut bytes::BytesMut,
+    check: bool,
+) -> anyhow::Result<Duration> {
     let size = fixture.meta.size;
     let started = Instant::now();
     let mut offset = 0;
-    // One buffer for the whole pass, as a loader reusing its batch buffer would: the client reads
-    // each reply straight into it, so nothing is allocated or faulted in after the first call.
-    let mut buf = bytes::BytesMut::with_capacity(range_bytes as usize);
     while offset < size {
         let want = range_bytes.min(size - offset);
         buf.clear();
-        buf = file
-            .read_into(offset, want, buf)
+        *buf = file
+            .read_into(offset, want, std::mem::take(buf))
             .await
             .context("read a range through hoard")?;
-        let bytes = &buf;
+        let bytes = &*buf;
         ensure!(
             bytes.len() as u64 == want,
             "hoard returned {} bytes at {offset}, not {want}",

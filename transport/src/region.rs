@@ -84,10 +84,19 @@ impl Mapped {
         } else {
             libc::PROT_READ
         };
+        // A reader's view is populated at once: otherwise every first read of a 4 KiB page of it
+        // takes a page fault (microseconds, many times the copy), and readers of a large cache
+        // would pay that for a long time. (With huge pages it is one fault per 2 MiB anyway.)
+        let flags = if writable {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_SHARED | libc::MAP_POPULATE
+        };
         // SAFETY: a new shared mapping of `len` bytes of `fd` at an address the kernel picks;
         // nothing else is mapped there. For a huge-page memfd the kernel reserves the pages now
-        // and fails with ENOMEM when too few are reserved (no SIGBUS later).
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        // and fails with ENOMEM when too few are reserved (no SIGBUS later). Populating a
+        // read-only view of a memfd faults its pages in (allocating those never written).
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }

@@ -14,8 +14,10 @@ use crate::procs::ProcStats;
 /// The latencies of one run.
 #[derive(Debug)]
 pub struct Latencies {
-    /// hoard, `OpenFile::read`.
+    /// hoard, `OpenFile::read` over TCP.
     pub read: LatencySummary,
+    /// hoard, `OpenFile::read` over shared memory.
+    pub shm_read: LatencySummary,
     /// hoard, `Client::read` (stat + read).
     pub client_read: LatencySummary,
     /// hoard, `Client::stat`.
@@ -32,14 +34,16 @@ pub struct Latencies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     OpenFileRead,
+    ShmRead,
     MemcachedGet,
     ClientRead,
     Stat,
     WireRead,
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::OpenFileRead,
+    Kind::ShmRead,
     Kind::MemcachedGet,
     Kind::ClientRead,
     Kind::Stat,
@@ -63,6 +67,7 @@ impl Subject for Ops<'_> {
         match (self.kind, self.check) {
             (Kind::OpenFileRead, false) => self.hoard.read_4k(offset).await,
             (Kind::OpenFileRead, true) => self.hoard.read_4k_checked(offset).await,
+            (Kind::ShmRead, check) => self.hoard.read_4k_shm(offset, check).await,
             (Kind::MemcachedGet, false) => self.mc.client.get(key).await.map(|_| ()),
             (Kind::MemcachedGet, true) => self.mc.get_checked(key).await,
             (Kind::ClientRead, _) => self.hoard.read_4k_with_stat(offset).await,
@@ -127,6 +132,7 @@ pub async fn latency_phase(plan: &ReadPlan, hoard: &HoardFixture, mc: &mut Memca
         |kind: Kind| recorders[KINDS.iter().position(|k| *k == kind).expect("every kind is listed")].summary();
     Ok(Latencies {
         read: summary(Kind::OpenFileRead)?,
+        shm_read: summary(Kind::ShmRead)?,
         client_read: summary(Kind::ClientRead)?,
         stat: summary(Kind::Stat)?,
         wire: summary(Kind::WireRead)?,
