@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -16,13 +17,13 @@ use hoard_transport::region::Location;
 use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response, StatRequest,
-    Status, WorkerStatus,
+    FileKey, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response,
+    StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
 use crate::error::{ClientError, ClientResult};
-use crate::membership::{ConnectPolicy, TransportCounts, WorkerHandle};
+use crate::membership::{ConnectPolicy, Link, TransportCounts, WorkerHandle};
 use crate::path::HoardPath;
 use crate::ring::{Ring, chunk_key, mount_key};
 
@@ -605,6 +606,91 @@ impl Client {
         Err(ShmFallback::Socket(buf))
     }
 
+    /// See [`OpenFile::lend`].
+    async fn lend(
+        &self,
+        p: &HoardPath,
+        meta: &FileMeta,
+        offset: u64,
+        len: u64,
+        duration: Duration,
+    ) -> ClientResult<PageLease> {
+        let inner = &self.inner;
+        let page_size = inner.config.page_size.as_u64();
+        let refuse = |reason: String| ClientError::NotLendable {
+            path: p.to_string(),
+            reason,
+        };
+        let end = offset.checked_add(len).filter(|end| *end <= meta.size);
+        let Some(end) = end.filter(|end| len > 0 && offset / page_size == (end - 1) / page_size) else {
+            return Err(refuse(format!(
+                "[{offset}, +{len}) is not inside one page ({page_size} bytes) of the file ({} bytes)",
+                meta.size
+            )));
+        };
+        let file = FileKey {
+            mount: p.mount.clone(),
+            path: p.key.clone(),
+            version: meta.version.clone(),
+        };
+        let key = self.read_key(&file, meta.homed, offset);
+        let worker = inner
+            .ring
+            .owners(key)
+            .map(|i| &inner.workers[i])
+            .find(|w| !w.is_avoided())
+            .ok_or_else(|| refuse("no worker available".into()))?;
+        let link = match worker.shm_link(&inner.policy).await {
+            Ok(Some(link)) => link,
+            Ok(None) => {
+                return Err(refuse(format!(
+                    "worker {} is not reached through shared memory",
+                    worker.entry.id
+                )));
+            }
+            Err(e) => return Err(refuse(format!("worker {}: {e}", worker.entry.id))),
+        };
+        let millis = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        let request = Request::Lease(LeaseRequest {
+            read: ReadRequest {
+                file,
+                file_size: meta.size,
+                offset,
+                len,
+            },
+            millis,
+        });
+        let sent = Instant::now();
+        let located =
+            match tokio::time::timeout(inner.policy.request_timeout, link.shm_call(request, &inner.policy)).await {
+                Ok(Ok(Response::Located(l))) => l,
+                Ok(Ok(Response::Error(e))) if e.status == Status::StaleVersion as u16 => {
+                    return Err(ClientError::Changed { path: p.to_string() });
+                }
+                Ok(Ok(other)) => return Err(self.reply_error(p, Reply::message(other))),
+                Ok(Err(e)) => return Err(refuse(format!("worker {}: {e}", worker.entry.id))),
+                Err(_) => return Err(refuse(format!("worker {}: no answer in time", worker.entry.id))),
+            };
+        let (Some(page), true) = (located.pages.first(), located.lease_ms > 0) else {
+            return Err(refuse(format!(
+                "worker {} did not lease the page (it holds too much for leases, or the page is not in its memory tier)",
+                worker.entry.id
+            )));
+        };
+        let granted = Duration::from_millis(located.lease_ms.into());
+        // The worker's clock started after ours; a margin covers the rest (scheduling).
+        let margin = (granted / 10).min(Duration::from_secs(1));
+        let page_start = page.index * page_size;
+        Ok(PageLease {
+            at: page.into(),
+            from: offset - page_start,
+            len: (end - offset) as usize,
+            expires: sent + granted - margin,
+            link,
+            path: p.to_string(),
+        })
+    }
+
     async fn read_piece_ufs(&self, file: &FileKey, offset: u64, len: u64, last: String) -> Result<Bytes, PieceError> {
         let hoard_path = HoardPath {
             mount: file.mount.clone(),
@@ -805,6 +891,20 @@ impl OpenFile {
         }
     }
 
+    /// Lend bytes `[offset, offset + len)` of the opened version, which must lie in one page,
+    /// for up to `duration` (at most 30 s): the worker holds the page in its slot meanwhile, and
+    /// the bytes are read in place out of its shared memory ([`PageLease::with_bytes`]), never
+    /// copied. For buffers handed to other code without a copy (the Python binding's).
+    ///
+    /// # Errors
+    /// [`ClientError::NotLendable`] when the range crosses a page or the file's end, the worker
+    /// is not reached through shared memory (another host, `HOARD_TRANSPORT=tcp`), or it holds
+    /// too much for leases already; [`ClientError::Changed`] when the file was replaced;
+    /// otherwise as [`Client::read`].
+    pub async fn lend(&self, offset: u64, len: u64, duration: Duration) -> ClientResult<PageLease> {
+        self.client.lend(&self.path, &self.meta, offset, len, duration).await
+    }
+
     /// Bytes `[offset, offset + len)` of the opened version (fewer at its end).
     ///
     /// # Errors
@@ -818,6 +918,62 @@ impl OpenFile {
                 path: self.path.to_string(),
             }),
         }
+    }
+}
+
+/// A page of a file lent by its worker out of shared memory, for the duration of a lease: the
+/// bytes are read in place, never copied ([`OpenFile::lend`]).
+#[derive(Debug)]
+pub struct PageLease {
+    link: Arc<Link>,
+    at: Location,
+    from: u64,
+    len: usize,
+    expires: Instant,
+    path: String,
+}
+
+impl PageLease {
+    /// Bytes lent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no byte is lent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Until when the bytes are the file's: the lease as the worker granted it, counted from
+    /// before the request was sent, less a margin.
+    pub fn expires_at(&self) -> Instant {
+        self.expires
+    }
+
+    /// Run `f` on the lent bytes, in place, and return what it returns. The bytes are checked to
+    /// be the page's after `f` too (the slot's generation), so a caller that overruns the lease
+    /// gets an error, never another page's bytes.
+    ///
+    /// # Errors
+    /// [`ClientError::LeaseExpired`] when the lease has run out (before `f`, which then does not
+    /// run), or the page was let go while `f` ran (its result is dropped).
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> ClientResult<R> {
+        let expired = || ClientError::LeaseExpired {
+            path: self.path.clone(),
+        };
+        if Instant::now() >= self.expires {
+            return Err(expired());
+        }
+        let shm = self.link.shm().ok_or_else(expired)?;
+        shm.with_part(&self.at, self.from, self.len, f).map_err(|_| expired())
+    }
+
+    /// The lent bytes, copied (for a caller that wants to keep them past the lease).
+    ///
+    /// # Errors
+    /// As [`PageLease::with_bytes`].
+    pub fn to_bytes(&self) -> ClientResult<Bytes> {
+        self.with_bytes(Bytes::copy_from_slice)
     }
 }
 

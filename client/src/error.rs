@@ -71,6 +71,21 @@ pub enum ClientError {
         /// The path.
         path: String,
     },
+    /// A range cannot be lent: it crosses a page, the worker is not reached through shared
+    /// memory, or the worker holds too much for leases already (read it instead).
+    #[error("cannot lend {path}: {reason}")]
+    NotLendable {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A lent page's lease ran out (or its worker let it go, restarting): ask again.
+    #[error("the lease on a page of {path} ran out")]
+    LeaseExpired {
+        /// The path.
+        path: String,
+    },
 }
 
 impl ClientError {

@@ -33,7 +33,7 @@ pub use hoard_transport::cluster::TransportChoice;
 pub use hoard_transport::ring;
 
 pub use blocking::BlockingClient;
-pub use client::{Client, ClientBuilder, CreateOptions, LoadProgress, LoadSummary, OpenFile, Writer};
+pub use client::{Client, ClientBuilder, CreateOptions, LoadProgress, LoadSummary, OpenFile, PageLease, Writer};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, WorkerStatus};
 pub use hoard_ufs::Metadata;

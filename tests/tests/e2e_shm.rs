@@ -197,3 +197,89 @@ async fn pages_evicted_under_readers_are_never_returned_stale() {
     );
     cluster.assert_clean_logs();
 }
+
+/// A lent page is read in place, stays the file's bytes for its lease however hard the worker
+/// evicts, and is refused where it cannot be lent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lent_page_is_read_in_place_and_held_for_its_lease() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for i in 0..8u64 {
+        let name = format!("l{i}.bin");
+        let want = pattern(i + 900, MIB + 99);
+        std::fs::write(data.path().join(&name), &want).expect("write");
+        files.push((format!("/local/{name}"), want));
+    }
+    let uri = format!("file://{}", data.path().display());
+    let extra = "page_size = \"64KiB\"\n[worker]\nreadahead = \"0B\"\n";
+    let cluster = Cluster::start_with_memory(1, &[("local", uri)], extra, "4MiB").expect("cluster");
+    let client = cluster.client_over(TransportChoice::Shm);
+    let (path, want) = &files[0];
+    let file = client.open(path).await.expect("open");
+    let page = 64 * 1024;
+    let lease = file
+        .lend(3 * page + 100, 5000, Duration::from_secs(20))
+        .await
+        .expect("lend");
+    assert_eq!(lease.len(), 5000);
+    let same = |b: &[u8]| b == &want[3 * page as usize + 100..3 * page as usize + 5100];
+    assert!(lease.with_bytes(same).expect("in place"));
+    assert!(cluster.metric(0, "worker_leased_bytes") >= page as f64);
+
+    // Every other file read through the 4 MiB tier (twice its size): the page stays lent.
+    for (other, bytes) in &files[1..] {
+        assert!(client.read_all(other).await.expect("read")[..] == bytes[..]);
+    }
+    assert!(cluster.metric(0, "worker_evictions") > 32.0, "the tier turned over");
+    assert!(
+        lease.with_bytes(same).expect("still lent"),
+        "held in its slot for the lease"
+    );
+    assert!(lease.to_bytes().expect("copy")[..] == want[3 * page as usize + 100..3 * page as usize + 5100]);
+
+    // A lease runs out.
+    let short = file.lend(0, 10, Duration::from_millis(300)).await.expect("lend");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = short.with_bytes(|b| b.len()).expect_err("ran out");
+    assert!(matches!(err, hoard_client::ClientError::LeaseExpired { .. }), "{err:?}");
+
+    // What cannot be lent: across a page, past the end, over TCP, past the leases' limit (a
+    // quarter of the tier: 16 pages of 64 KiB).
+    let across = file
+        .lend(page - 10, 20, Duration::from_secs(1))
+        .await
+        .expect_err("across");
+    assert!(
+        matches!(across, hoard_client::ClientError::NotLendable { .. }),
+        "{across:?}"
+    );
+    assert!(
+        file.lend(want.len() as u64 - 5, 10, Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+    let tcp = cluster.client_over(TransportChoice::Tcp);
+    let over_tcp = tcp
+        .open(path)
+        .await
+        .expect("open")
+        .lend(0, 10, Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(over_tcp, Err(hoard_client::ClientError::NotLendable { .. })),
+        "{over_tcp:?}"
+    );
+    let mut refused = 0;
+    for (other, _) in &files[1..] {
+        let f = client.open(other).await.expect("open");
+        for p in 0..4 {
+            if let Err(e) = f.lend(p * page, 10, Duration::from_secs(20)).await {
+                assert!(matches!(e, hoard_client::ClientError::NotLendable { .. }), "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "leases cannot hold more than a quarter of the tier");
+    assert!(cluster.metric(0, "worker_leased_bytes") <= (1 << 20) as f64);
+    cluster.assert_clean_logs();
+}

@@ -694,6 +694,28 @@ impl RegionReader {
         Ok(())
     }
 
+    /// Run `f` on bytes `[from, from + len)` of the page at `at`, in place (no copy), and return
+    /// its result only if the slot still held the page when `f` was done. For pages the worker
+    /// holds for the caller (a lease), so that the check after is a formality; without one the
+    /// bytes may change under `f`.
+    ///
+    /// # Errors
+    /// As [`RegionReader::copy_into`]: then `f`'s result is dropped, and whatever `f` saw must
+    /// not be trusted.
+    ///
+    /// # Panics
+    /// When the part is not inside the page.
+    pub fn with_part<R>(&self, at: &Location, from: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, Stale> {
+        let src = self.part(at, from, len as u64)?;
+        // SAFETY: `src` is `len` readable bytes inside the mapping (`part` checked it), which
+        // lives as long as `self`, which the borrow passed to `f` cannot outlive. Nothing here
+        // writes them; the worker may (see `part`), which the check after catches.
+        let view = unsafe { std::slice::from_raw_parts(src, len) };
+        let result = f(view);
+        self.check_after(at)?;
+        Ok(result)
+    }
+
     /// The start of bytes `[from, from + len)` of the page at `at`, once the location is checked
     /// to lie inside this region and to be current. The bytes may change under a copy from it
     /// (the worker can reuse the slot at any time); [`RegionReader::check_after`] says whether

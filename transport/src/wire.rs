@@ -15,10 +15,10 @@ pub use frame::{
     decode_response, decode_response_message, encode_message, read_frame, read_frame_head, read_payload_into,
 };
 pub use message::{
-    DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, ListEntry, ListReply, ListRequest, LoadReply,
-    LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest, RegionInfo,
-    RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus, WriteDataRequest,
-    WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, LeaseRequest, ListEntry, ListReply, ListRequest,
+    LoadReply, LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, ReadReply, ReadRequest,
+    RegionInfo, RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus,
+    WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 pub use status::Status;
 

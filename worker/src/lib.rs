@@ -26,6 +26,7 @@
 
 mod config;
 pub mod eviction;
+pub mod leases;
 pub mod metadata;
 pub mod metrics;
 pub mod page_store;

@@ -6,7 +6,7 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 17] = [
+pub(crate) const REQUEST_KINDS: [&str; 18] = [
     "hello",
     "stat",
     "list",
@@ -24,6 +24,7 @@ pub(crate) const REQUEST_KINDS: [&str; 17] = [
     "sync",
     "set_metadata",
     "locate",
+    "lease",
 ];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request
@@ -77,6 +78,8 @@ pub const CACHED_BYTES: &str = "worker.cached_bytes";
 pub const CACHED_PAGES: &str = "worker.cached_pages";
 /// Gauge: page capacity of the memory tier in bytes.
 pub const CAPACITY_BYTES: &str = "worker.capacity_bytes";
+/// Gauge: bytes of pages held in their slots by leases (`Request::Lease`).
+pub const LEASED_BYTES: &str = "worker.leased_bytes";
 /// Counter, label `transport`: bytes of page data sent to clients.
 pub const BYTES_SERVED: &str = "worker.bytes_served";
 /// Counter, label `kind`: requests handled.

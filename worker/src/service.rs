@@ -7,18 +7,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    DeleteRequest, FileMeta, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES, PageCrc,
-    PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response,
+    DeleteRequest, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES,
+    PageCrc, PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response,
     SetMetadataRequest, StatRequest, Status, WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
 
+use crate::leases::Leases;
 use crate::metadata::{ListKey, MetadataCache};
 use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
 use crate::page_store::{FileId, Page, PageKey};
@@ -42,6 +43,7 @@ pub struct WorkerService {
     started: Instant,
     bytes_served: AtomicU64,
     request_metrics: RequestMetrics,
+    leases: Leases,
 }
 
 impl WorkerService {
@@ -55,6 +57,8 @@ impl WorkerService {
         meter: Arc<UfsMeter>,
         verify_on_read: bool,
     ) -> Self {
+        // Leases may hold a quarter of the memory tier.
+        let leases = Leases::new(read_path.store().arena().capacity_bytes() / 4);
         WorkerService {
             id,
             mounts,
@@ -66,6 +70,7 @@ impl WorkerService {
             started: Instant::now(),
             bytes_served: AtomicU64::new(0),
             request_metrics: RequestMetrics::new(),
+            leases,
         }
     }
 
@@ -80,8 +85,21 @@ impl WorkerService {
     }
 
     /// Start the background work (the write path's persister); it stops with `shutdown`.
-    pub fn start(&self, shutdown: tokio_util::sync::CancellationToken) {
-        self.write.start(shutdown);
+    pub fn start(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        self.write.start(shutdown.clone());
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(this) = this.upgrade() else { return };
+                this.leases.expire();
+            }
+        });
     }
 
     fn mount(&self, name: &str) -> Result<&Arc<dyn UnderStore>, WriteError> {
@@ -291,14 +309,16 @@ impl WorkerService {
     }
 
     /// Where the range's pages sit in the memory tier's arena (misses filled first); pages not in
-    /// the arena are left out, for the client to read.
-    async fn locate(&self, req: ReadRequest) -> Reply {
+    /// the arena are left out, for the client to read. With `lease`, the located pages are held
+    /// in their slots for that long (as long as the leases' limits allow).
+    async fn locate(&self, req: ReadRequest, lease: Option<Duration>) -> Reply {
         let (src, pages) = match self.pages(&req).await {
             Ok(found) => found,
             Err(reply) => return reply,
         };
         let arena = self.read_path.store().arena();
         let mut located = Vec::with_capacity(pages.pages.len());
+        let mut held = Vec::new();
         let mut bytes = 0;
         for (index, page) in &pages.pages {
             if let Some(reply) = self.checksum_failure(&src, &req, *index, page) {
@@ -315,13 +335,23 @@ impl WorkerService {
                     generation: at.generation,
                     crc32c: page.crc32c,
                 });
+                if lease.is_some() {
+                    held.push(page.clone());
+                }
             }
         }
         self.request_metrics.bytes_served_shm.increment(bytes);
+        let lease_ms = match lease {
+            Some(want) if !held.is_empty() => {
+                u32::try_from(self.leases.grant(held, want).as_millis()).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        };
         Reply::message(Response::Located(LocateReply {
             page_size: self.read_path.page_size(),
             pages: located,
             hit_pages: pages.hits,
+            lease_ms,
         }))
     }
 
@@ -423,7 +453,7 @@ impl Handler for WorkerService {
         let span = match &request {
             Request::Stat(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::List(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.prefix),
-            Request::Read(r) | Request::Load(r) | Request::Locate(r) => {
+            Request::Read(r) | Request::Load(r) | Request::Locate(r) | Request::Lease(LeaseRequest { read: r, .. }) => {
                 tracing::debug_span!("rpc", kind, mount = %r.file.mount, key = %r.file.path, offset = r.offset, len = r.len)
             }
             Request::WriteOpen(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
@@ -451,7 +481,8 @@ impl Handler for WorkerService {
                 Request::Mkdir(r) => self.mkdir(r).await,
                 Request::Sync(r) => self.sync(r).await,
                 Request::SetMetadata(r) => self.set_metadata(r).await,
-                Request::Locate(r) => self.locate(r).await,
+                Request::Locate(r) => self.locate(r, None).await,
+                Request::Lease(r) => self.locate(r.read, Some(Duration::from_millis(r.millis.into()))).await,
                 Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
             }
         }
@@ -487,6 +518,7 @@ fn request_kind(request: &Request) -> usize {
         Request::Sync(_) => 14,
         Request::SetMetadata(_) => 15,
         Request::Locate(_) => 16,
+        Request::Lease(_) => 17,
     }
 }
 

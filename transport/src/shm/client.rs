@@ -115,6 +115,16 @@ impl ShmTransport {
         self.region(at)?.append_part(at, from, len, buf)
     }
 
+    /// Run `f` on bytes `[from, from + len)` of the page at `at` in place, out of the mapped
+    /// regions; its result only if the page was still there after (see
+    /// [`RegionReader::with_part`]).
+    ///
+    /// # Errors
+    /// As [`ShmTransport::copy`].
+    pub fn with_part<R>(&self, at: &Location, from: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, Stale> {
+        self.region(at)?.with_part(at, from, len, f)
+    }
+
     fn region(&self, at: &Location) -> Result<&RegionReader, Stale> {
         self.regions.iter().find(|r| r.id() == at.region).ok_or(Stale {
             region: at.region,

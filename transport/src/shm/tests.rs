@@ -88,6 +88,10 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
     conn.append(&at, 100, 50, &mut buf).expect("append a part");
     assert_eq!(&buf[..4], b"head");
     assert_eq!(&buf[4..], &page[100..150]);
+    let sum = conn
+        .with_part(&at, 10, 20, |b| b.iter().map(|x| u32::from(*x)).sum::<u32>())
+        .expect("a view in place");
+    assert_eq!(sum, page[10..30].iter().map(|x| u32::from(*x)).sum::<u32>());
 
     // A location of another region, or of a slot since given back, does not copy.
     let mut other = at;
@@ -96,6 +100,7 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
     drop(page);
     assert!(conn.copy(&at, 0, &mut whole).is_err(), "the slot was given back");
     assert!(conn.append(&at, 0, 10, &mut buf).is_err());
+    assert!(conn.with_part(&at, 0, 10, |b| b.len()).is_err());
     assert_eq!(buf.len(), 54, "a failed append leaves the buffer as it was");
 
     // Control requests travel the socket.

@@ -198,6 +198,18 @@ pub enum Request {
     /// Where the pages of a byte range sit in the worker's memory regions, instead of their bytes
     /// (filling misses first), for a client that maps the regions (shared memory).
     Locate(ReadRequest),
+    /// As `Locate`, and the worker holds the pages in their slots for a while: a client may lend
+    /// views of them instead of copying (the zero-copy API).
+    Lease(LeaseRequest),
+}
+
+/// Where the pages of a range sit, held there for `millis` (at most the worker's limit).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The range.
+    pub read: ReadRequest,
+    /// How long the client wants to use the pages, in milliseconds.
+    pub millis: u32,
 }
 
 /// Answer to [`Hello`].
@@ -330,6 +342,9 @@ pub struct LocateReply {
     pub pages: Vec<PageLocation>,
     /// How many of the range's pages were cache hits.
     pub hit_pages: u32,
+    /// Answering [`Request::Lease`]: for how many milliseconds, from when the worker answered,
+    /// the located pages stay in their slots (0: not leased).
+    pub lease_ms: u32,
 }
 
 /// Answer to [`Request::Load`].
@@ -436,6 +451,8 @@ pub enum MessageKind {
     Locate = 22,
     /// [`Response::Located`].
     LocateReply = 23,
+    /// [`Request::Lease`] (answered with [`Response::Located`]).
+    Lease = 24,
     /// [`Request::Status`].
     Status = 30,
     /// [`Response::Status`].
@@ -497,6 +514,7 @@ impl Request {
             Request::Sync(_) => MessageKind::Sync,
             Request::SetMetadata(_) => MessageKind::SetMetadata,
             Request::Locate(_) => MessageKind::Locate,
+            Request::Lease(_) => MessageKind::Lease,
         }
     }
 }
@@ -522,6 +540,7 @@ impl ArchivedRequest {
             ArchivedRequest::Sync(_) => MessageKind::Sync,
             ArchivedRequest::SetMetadata(_) => MessageKind::SetMetadata,
             ArchivedRequest::Locate(_) => MessageKind::Locate,
+            ArchivedRequest::Lease(_) => MessageKind::Lease,
         }
     }
 }
