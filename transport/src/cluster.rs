@@ -72,6 +72,13 @@ pub struct WorkerEntry {
     /// `$XDG_RUNTIME_DIR` (or `/tmp`) `/hoard-<id>-<port>.sock`.
     #[serde(default)]
     pub shm_socket: Option<std::path::PathBuf>,
+    /// Directories of the NVMe tier, one per disk (none: no NVMe tier). Each holds a
+    /// preallocated data file and its index; the worker must be their only user.
+    #[serde(default)]
+    pub nvme_dirs: Vec<std::path::PathBuf>,
+    /// Bytes of the NVMe tier, split evenly among `nvme_dirs`.
+    #[serde(default)]
+    pub nvme_capacity: ByteSize,
 }
 
 /// Which transport a client reads through (`client.transport`, or `HOARD_TRANSPORT`).
@@ -385,6 +392,12 @@ impl ClusterConfig {
             }
             if w.memory_capacity.as_u64() < page {
                 return invalid(format!("worker `{}`: `memory_capacity` is smaller than one page", w.id));
+            }
+            if !w.nvme_dirs.is_empty() && w.nvme_capacity.as_u64() < page * w.nvme_dirs.len() as u64 {
+                return invalid(format!(
+                    "worker `{}`: `nvme_capacity` must hold at least one page per directory of `nvme_dirs`",
+                    w.id
+                ));
             }
         }
         for (i, m) in self.mounts.iter().enumerate() {

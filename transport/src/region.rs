@@ -21,6 +21,10 @@
 //! frozen views, which exist only after the `SlotMut` is gone and keep the slot from being taken
 //! again while they live.
 
+mod file;
+
+pub use file::FileRegion;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;

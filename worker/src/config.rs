@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     pub session_idle_timeout: Duration,
     /// The shared-memory socket to serve local clients on (`None`: shared memory off).
     pub shm_socket: Option<PathBuf>,
+    /// Directories of the NVMe tier (empty: none).
+    pub nvme_dirs: Vec<PathBuf>,
+    /// Bytes of the NVMe tier.
+    pub nvme_capacity_bytes: u64,
 }
 
 impl WorkerConfig {
@@ -143,6 +147,8 @@ impl WorkerConfig {
             upload_retry_max: *upload_retry_max,
             written_entries: *written_entries as usize,
             session_idle_timeout: *session_idle_timeout,
+            nvme_dirs: me.nvme_dirs.clone(),
+            nvme_capacity_bytes: me.nvme_capacity.as_u64(),
             shm_socket: shm.then(|| {
                 me.shm_socket
                     .clone()

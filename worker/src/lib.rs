@@ -53,7 +53,7 @@ pub use service::WorkerService;
 pub use ufs_meter::UfsMeter;
 
 use crate::metadata::MetadataCache;
-use crate::page_store::MemoryPageStore;
+use crate::page_store::{MemoryPageStore, NvmeConfig, NvmeTier};
 use crate::read_path::{ReadPath, ReadPathConfig};
 use crate::write::{WriteConfig, WritePath};
 
@@ -84,6 +84,22 @@ pub async fn build_service(config: &WorkerConfig) -> anyhow::Result<Arc<WorkerSe
         "memory tier mapped"
     );
     ::metrics::gauge!(metrics::CAPACITY_BYTES).set(arena.capacity_bytes() as f64);
+    ::metrics::gauge!(metrics::TIER_CAPACITY_BYTES, "tier" => "memory").set(arena.capacity_bytes() as f64);
+    let store = if config.nvme_dirs.is_empty() {
+        store
+    } else {
+        let nvme = NvmeTier::open(
+            &NvmeConfig {
+                dirs: config.nvme_dirs.clone(),
+                capacity_bytes: config.nvme_capacity_bytes,
+                page_size: config.page_size,
+            },
+            eviction::from_kind(config.eviction),
+        )
+        .with_context(|| format!("open the NVMe tier in {:?}", config.nvme_dirs))?;
+        tracing::info!(bytes = nvme.capacity_bytes(), pages = nvme.len(), "NVMe tier open");
+        store.with_nvme(Arc::new(nvme))
+    };
     let store = Arc::new(store);
     let meter = Arc::new(UfsMeter::default());
     let read_path = Arc::new(ReadPath::new(

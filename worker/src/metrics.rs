@@ -78,6 +78,24 @@ pub const CACHED_BYTES: &str = "worker.cached_bytes";
 pub const CACHED_PAGES: &str = "worker.cached_pages";
 /// Gauge: page capacity of the memory tier in bytes.
 pub const CAPACITY_BYTES: &str = "worker.capacity_bytes";
+/// Gauge: bytes of page slots of a tier (`tier` = `memory`, `nvme`).
+pub const TIER_CAPACITY_BYTES: &str = "worker.tier_capacity_bytes";
+/// Gauge: bytes of pages a tier holds.
+pub const TIER_USED_BYTES: &str = "worker.tier_used_bytes";
+/// Counter: lookups a tier answered (`tier` = `memory`, `nvme`).
+pub const TIER_HITS: &str = "worker.tier_hits";
+/// Counter: bytes of pages read out of a tier.
+pub const TIER_BYTES_READ: &str = "worker.tier_bytes_read";
+/// Counter: pages written into the NVMe tier (evicted from memory).
+pub const NVME_DEMOTIONS: &str = "worker.nvme_demotions";
+/// Counter: pages evicted from memory and not written to the NVMe tier (no free slot then).
+pub const NVME_DEMOTIONS_SKIPPED: &str = "worker.nvme_demotions_skipped";
+/// Counter: pages promoted from the NVMe tier back into memory.
+pub const NVME_PROMOTIONS: &str = "worker.nvme_promotions";
+/// Gauge: NVMe tier writes not yet durable (the flusher's queue).
+pub const NVME_UNFLUSHED: &str = "worker.nvme_unflushed";
+/// Counter: pages the NVMe tier dropped to free slots.
+pub const NVME_EVICTIONS: &str = "worker.nvme_evictions";
 /// Gauge: bytes of pages held in their slots by leases (`Request::Lease`).
 pub const LEASED_BYTES: &str = "worker.leased_bytes";
 /// Counter, label `transport`: bytes of page data sent to clients.

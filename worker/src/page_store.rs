@@ -5,14 +5,17 @@
 //! simply never asked for again and age out; they can never be served for the new version.
 //!
 //! The memory tier ([`MemoryPageStore`]) keeps pages in slots of a huge-page arena (see
-//! `hoard_transport::region`); the NVMe tier comes later.
+//! `hoard_transport::region`); pages it evicts go to the NVMe tier ([`NvmeTier`]) when one is
+//! configured, and come back from it on the next read.
 
 mod memory;
+mod nvme;
 
 use bytes::Bytes;
 use hoard_transport::wire::FileKey;
 
 pub use memory::{MemoryPageStore, PageStoreStats};
+pub use nvme::{NvmeConfig, NvmeStats, NvmeTier};
 
 /// Identifies a file version compactly: a 128-bit hash of mount, path and version tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

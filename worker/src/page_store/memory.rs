@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hoard_transport::region::{Arena, ArenaConfig, SlotMut};
 use parking_lot::Mutex;
 
-use super::{Page, PageKey};
+use super::{NvmeTier, Page, PageKey};
 use crate::eviction::EvictionPolicy;
 use crate::metrics;
 
@@ -51,6 +51,10 @@ pub struct MemoryPageStore {
     stats: PageStoreStats,
     hits_counter: ::metrics::Counter,
     misses_counter: ::metrics::Counter,
+    tier_hits: ::metrics::Counter,
+    tier_bytes_read: ::metrics::Counter,
+    /// Where evicted pages go, and misses are looked for.
+    nvme: Option<Arc<NvmeTier>>,
 }
 
 impl MemoryPageStore {
@@ -88,7 +92,21 @@ impl MemoryPageStore {
             stats: PageStoreStats::default(),
             hits_counter: ::metrics::counter!(metrics::PAGE_HITS),
             misses_counter: ::metrics::counter!(metrics::PAGE_MISSES),
+            tier_hits: ::metrics::counter!(metrics::TIER_HITS, "tier" => "memory"),
+            tier_bytes_read: ::metrics::counter!(metrics::TIER_BYTES_READ, "tier" => "memory"),
+            nvme: None,
         }
+    }
+
+    /// Send evicted pages to `nvme`, and look for misses there.
+    pub fn with_nvme(mut self, nvme: Arc<NvmeTier>) -> Self {
+        self.nvme = Some(nvme);
+        self
+    }
+
+    /// The NVMe tier behind this store, if any.
+    pub fn nvme(&self) -> Option<&Arc<NvmeTier>> {
+        self.nvme.as_ref()
     }
 
     /// The arena the pages live in.
@@ -96,7 +114,8 @@ impl MemoryPageStore {
         &self.arena
     }
 
-    /// The cached page, counting a hit or a miss.
+    /// The cached page, counting a hit or a miss: from memory, else from the NVMe tier (then
+    /// copied back into memory: promoted).
     pub fn get(&self, key: &PageKey) -> Option<Page> {
         let found = {
             let mut inner = self.inner.lock();
@@ -106,6 +125,11 @@ impl MemoryPageStore {
             }
             page
         };
+        if let Some(page) = &found {
+            self.tier_hits.increment(1);
+            self.tier_bytes_read.increment(page.data.len() as u64);
+        }
+        let found = found.or_else(|| self.promote(key));
         let (counter, exported) = match found {
             Some(_) => (&self.stats.hits, &self.hits_counter),
             None => (&self.stats.misses, &self.misses_counter),
@@ -115,13 +139,27 @@ impl MemoryPageStore {
         found
     }
 
+    /// A page of the NVMe tier, copied back into memory (served from the copy read when no
+    /// slot can be had).
+    fn promote(&self, key: &PageKey) -> Option<Page> {
+        let bytes = self.nvme.as_ref()?.read(key)?;
+        ::metrics::counter!(metrics::NVME_PROMOTIONS).increment(1);
+        Some(
+            self.cache(*key, &bytes)
+                .unwrap_or_else(|| Page::new(bytes::Bytes::from(bytes))),
+        )
+    }
+
     /// The cached page, without counting a hit or touching its eviction order.
     pub fn peek(&self, key: &PageKey) -> Option<Page> {
         self.inner.lock().pages.get(key).cloned()
     }
 
-    /// Drop a page (it failed verification, or its file is gone).
+    /// Drop a page (it failed verification, or its file is gone), from both tiers.
     pub fn remove(&self, key: &PageKey) -> Option<Page> {
+        if let Some(nvme) = &self.nvme {
+            nvme.remove(key);
+        }
         let mut inner = self.inner.lock();
         let page = inner.pages.remove(key)?;
         inner.used_bytes -= page.data.len() as u64;
@@ -130,9 +168,9 @@ impl MemoryPageStore {
         Some(page)
     }
 
-    /// Whether the page is cached, without counting or touching it.
+    /// Whether the page is cached (in either tier), without counting or touching it.
     pub fn contains(&self, key: &PageKey) -> bool {
-        self.inner.lock().pages.contains_key(key)
+        self.inner.lock().pages.contains_key(key) || self.nvme.as_ref().is_some_and(|n| n.contains(key))
     }
 
     /// Cache a copy of a page in the arena, evicting others until a slot is free. A page larger
@@ -180,7 +218,9 @@ impl MemoryPageStore {
     }
 
     /// A free slot of `len` bytes for `key`, dropping the page `key` had and evicting others
-    /// until one is; `None` when `len` exceeds a slot or nothing more can be evicted.
+    /// until one is; `None` when `len` exceeds a slot or nothing more can be evicted. Evicted
+    /// pages go to the NVMe tier, written outside the store's lock (their slots come free once
+    /// they are written there and let go).
     fn take_slot(&self, key: &PageKey, len: u64) -> Option<SlotMut> {
         self.arena.block_bytes(len)?;
         let mut evicted = 0u64;
@@ -197,9 +237,16 @@ impl MemoryPageStore {
             let Some(victim) = inner.policy.evict() else {
                 break None;
             };
-            if let Some(old) = inner.pages.remove(&victim) {
-                inner.used_bytes -= old.data.len() as u64;
-                evicted += 1;
+            let Some(old) = inner.pages.remove(&victim) else {
+                continue;
+            };
+            inner.used_bytes -= old.data.len() as u64;
+            evicted += 1;
+            if let Some(nvme) = &self.nvme {
+                drop(inner);
+                nvme.demote(victim, &old);
+                drop(old);
+                inner = self.inner.lock();
             }
         };
         publish_gauges(&inner);
@@ -239,6 +286,7 @@ impl MemoryPageStore {
 
 fn publish_gauges(inner: &Inner) {
     ::metrics::gauge!(metrics::CACHED_BYTES).set(inner.used_bytes as f64);
+    ::metrics::gauge!(metrics::TIER_USED_BYTES, "tier" => "memory").set(inner.used_bytes as f64);
     ::metrics::gauge!(metrics::CACHED_PAGES).set(inner.pages.len() as f64);
 }
 
