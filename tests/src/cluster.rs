@@ -109,7 +109,7 @@ impl Cluster {
     }
 
     /// As [`Cluster::start`] over local directories, each worker with `memory` of page memory
-    /// (e.g. `"8MiB"`, so that pages are evicted and slots reused) instead of 256 MiB.
+    /// (e.g. `"8MiB"`, so that pages are evicted and slots reused) instead of 32 MiB.
     pub fn start_with_memory(
         n: usize,
         mounts: &[(&str, String)],
@@ -130,7 +130,7 @@ impl Cluster {
         extra: &str,
         journal_root: Option<&Path>,
     ) -> anyhow::Result<Cluster> {
-        Cluster::start_retrying(n, mounts, s3, extra, journal_root, "256MiB")
+        Cluster::start_retrying(n, mounts, s3, extra, journal_root, "32MiB")
     }
 
     fn start_retrying(
@@ -174,11 +174,15 @@ impl Cluster {
             let (addr, metrics) = (free_addr(), free_addr());
             let journal = journal_root.join(format!("journal-w{i}"));
             let socket = dir.path().join(format!("w{i}.sock"));
+            // A small memory tier in front of an NVMe tier (as cluster-configs/local-3-workers.toml
+            // has): a test of more than a few objects moves pages between the tiers.
+            let nvme = dir.path().join(format!("nvme-w{i}"));
             text.push_str(&format!(
                 "[[workers]]\nid = \"w{i}\"\naddr = \"{addr}\"\nmetrics = \"{metrics}\"\nmemory_capacity = \"{memory}\"\n\
-                 journal_dir = {:?}\nshm_socket = {:?}\n",
+                 journal_dir = {:?}\nshm_socket = {:?}\nnvme_dirs = [{:?}]\nnvme_capacity = \"256MiB\"\n",
                 journal.display().to_string(),
-                socket.display().to_string()
+                socket.display().to_string(),
+                nvme.display().to_string()
             ));
             let log = dir.path().join(format!("w{i}.log"));
             workers.push(WorkerProc {

@@ -221,3 +221,49 @@ async fn random_bytes_on_a_worker_port_close_only_that_connection() {
     let logged = cluster.log_problems(0).iter().any(|l| l.contains("closing connection"));
     assert!(logged, "the bad frames were logged");
 }
+
+/// A worker killed with SIGKILL and restarted serves the pages its NVMe tier holds, with the S3
+/// server stopped: the tier's index survives the crash, and nothing is asked of the under-store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvme_pages_are_served_after_a_sigkill_with_the_s3_server_stopped() {
+    let (mut garage, store, mut cluster) = setup("").await;
+    let client = cluster.client();
+    // 80 MiB, then twice 120 MiB through three workers of 32 MiB memory each: the first
+    // object's pages are pushed out of memory into the NVMe tiers.
+    let (first, second) = (pattern(41, 80 * MIB + 5), pattern(42, 120 * MIB));
+    store.put("first.bin", Bytes::from(first.clone())).await.expect("put");
+    store.put("second.bin", Bytes::from(second.clone())).await.expect("put");
+    assert!(client.read_all("/s3/first.bin").await.expect("read")[..] == first[..]);
+    let file = client.open("/s3/first.bin").await.expect("open");
+    for _ in 0..2 {
+        assert!(client.read_all("/s3/second.bin").await.expect("read")[..] == second[..]);
+    }
+    let demoted = cluster.metric_total("worker_nvme_demotions");
+    assert!(demoted >= 81.0, "pages went to the NVMe tiers: {demoted}");
+    // Wait until the tiers' writes are durable, then crash every worker.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cluster.metric_total("worker_nvme_unflushed") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the NVMe writes never became durable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..3 {
+        cluster.kill_worker(i);
+    }
+    garage.stop();
+    for i in 0..3 {
+        cluster.start_worker(i).expect("restart");
+    }
+    let again = file
+        .read(0, first.len() as u64)
+        .await
+        .expect("read after the crash, S3 down");
+    assert!(again[..] == first[..]);
+    let nvme_hits: f64 = (0..3)
+        .map(|i| cluster.metric_labelled(i, "worker_tier_hits", "tier=\"nvme\""))
+        .sum();
+    assert!(nvme_hits >= 81.0, "served from the NVMe tiers: {nvme_hits}");
+    assert_eq!(cluster.metric_total("worker_ufs_requests"), 0.0, "nothing asked of S3");
+}
