@@ -24,6 +24,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked
 fi
+log "the region code (the unsafe code) under valgrind memcheck"
+bash scripts/valgrind-regions.sh
 log "doc tests and docs"
 cargo test --doc --workspace --locked
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --locked --quiet

@@ -16,8 +16,16 @@ use rand::{Rng, SeedableRng};
 const MIN: u64 = 4096;
 /// Pages published at once: readers pick among them, the owner replaces one after another.
 const HOT: usize = 12;
-/// Copies the readers must make in all.
+/// Copies the readers must make in all (`HOARD_STRESS_READS` lowers it for slow runs, such as
+/// under valgrind: `scripts/valgrind-regions.sh`).
 const READS: u64 = 5_000_000;
+
+fn reads() -> u64 {
+    std::env::var("HOARD_STRESS_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READS)
+}
 
 /// A hot page: where it is, and the seed of its content.
 type Published = Option<(Location, u64)>;
@@ -46,6 +54,7 @@ fn copies_by_location_are_never_torn_or_stale_while_slots_are_reused() {
         max_block: 4 * MIN,
         huge_pages: false,
     };
+    let reads = reads();
     let arena = Arena::new(3, &config).expect("arena");
     let reader = Arc::new(RegionReader::map(3, arena.fd(), arena.generations_fd(), MIN).expect("map read-only"));
     let published: Arc<Mutex<Vec<Published>>> = Arc::new(Mutex::new(vec![None; HOT]));
@@ -92,7 +101,7 @@ fn copies_by_location_are_never_torn_or_stale_while_slots_are_reused() {
             std::thread::spawn(move || {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(100 + r);
                 let mut buf = vec![0u8; (4 * MIN) as usize];
-                while good.load(Ordering::Relaxed) + stale.load(Ordering::Relaxed) < READS {
+                while good.load(Ordering::Relaxed) + stale.load(Ordering::Relaxed) < reads {
                     let Some((at, seed)) = published.lock()[rng.random_range(0..HOT)] else {
                         continue;
                     };
@@ -134,8 +143,8 @@ fn copies_by_location_are_never_torn_or_stale_while_slots_are_reused() {
         started.elapsed()
     );
     assert_eq!(wrong, 0, "a copy the generation check accepted was not the page");
-    assert!(good + stale >= READS);
-    assert!(good > READS / 20, "too few copies succeeded to mean anything: {good}");
+    assert!(good + stale >= reads);
+    assert!(good > reads / 20, "too few copies succeeded to mean anything: {good}");
     assert!(stale > 0, "no copy raced a reuse: the test did not test the check");
-    assert!(reuses > 10_000, "the owner reused only {reuses} slots");
+    assert!(reuses > reads / 500, "the owner reused only {reuses} slots");
 }
