@@ -59,14 +59,20 @@ fn copy_pages(
     buf: &mut BytesMut,
 ) -> Result<(), u64> {
     let end = offset + len;
+    let start = buf.len();
     for (index, at) in pages {
         let page_start = index * page_size;
         let from = offset.max(page_start) - page_start;
-        let to = (end - page_start).min(at.len);
-        if to <= from {
+        let to = end.min(page_start + page_size) - page_start;
+        // A page shorter than the part of the range it must hold (not the file's last page, or
+        // a short fill) is not used: the socket path checks and reads it.
+        if to <= from || at.len < to {
             return Err(*index);
         }
         shm.append(at, from, (to - from) as usize, buf).map_err(|_| *index)?;
+    }
+    if (buf.len() - start) as u64 != len {
+        return Err(pages.last().map_or(0, |(i, _)| *i));
     }
     Ok(())
 }
@@ -616,6 +622,7 @@ impl Client {
         duration: Duration,
     ) -> ClientResult<PageLease> {
         let inner = &self.inner;
+        // Checked again with the worker's own page size once it answers.
         let page_size = inner.config.page_size.as_u64();
         let refuse = |reason: String| ClientError::NotLendable {
             path: p.to_string(),
@@ -680,7 +687,18 @@ impl Client {
         let granted = Duration::from_millis(located.lease_ms.into());
         // The worker's clock started after ours; a margin covers the rest (scheduling).
         let margin = (granted / 10).min(Duration::from_secs(1));
-        let page_start = page.index * page_size;
+        let worker_page = located.page_size;
+        let page_start = page.index * worker_page;
+        let inside = worker_page > 0
+            && page.index == offset / worker_page
+            && (end - 1) / worker_page == page.index
+            && end - page_start <= page.len;
+        if !inside {
+            return Err(refuse(format!(
+                "worker {} pages by {worker_page} bytes and answered page {} ({} bytes): not the range asked for",
+                worker.entry.id, page.index, page.len
+            )));
+        }
         Ok(PageLease {
             at: page.into(),
             from: offset - page_start,

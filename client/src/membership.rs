@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use hoard_transport::cluster::{TransportChoice, WorkerEntry};
 use hoard_transport::region::Location;
-use hoard_transport::shm::ShmTransport;
+use hoard_transport::shm::{MappedRegions, ShmTransport};
 use hoard_transport::tcp::{ConnectOptions, TcpTransport};
 use hoard_transport::wire::{FileKey, Payload, Reply, Request, Response, Status};
 use hoard_transport::{Transport, TransportError, TransportKind, TransportResult};
@@ -35,6 +35,9 @@ pub struct WorkerHandle {
     /// Where the worker's shared-memory socket is, once a TCP handshake offered one this host
     /// can use.
     shm_socket: Mutex<Option<PathBuf>>,
+    /// The worker instance's regions as mapped by the last shared-memory connection (the next
+    /// one to the same instance shares them).
+    mapped: Mutex<Option<Arc<MappedRegions>>>,
     /// Where pages of this worker sit in its regions, as its answers to `Locate` said.
     pub(crate) locations: Mutex<LocationCache>,
 }
@@ -218,6 +221,7 @@ impl WorkerHandle {
             next: AtomicUsize::new(0),
             avoid_until: Mutex::new(None),
             shm_socket: Mutex::new(None),
+            mapped: Mutex::new(None),
             locations: Mutex::new(LocationCache::new(locations)),
         }
     }
@@ -284,9 +288,11 @@ impl WorkerHandle {
                 }
             }
         };
-        match ShmTransport::connect(&socket, options.clone()).await {
+        let known = self.mapped.lock().clone();
+        match ShmTransport::connect(&socket, options.clone(), known).await {
             Ok(shm) => {
                 *self.shm_socket.lock() = Some(socket);
+                *self.mapped.lock() = Some(shm.regions().clone());
                 Ok(Link::Shm(shm))
             }
             Err(e) if policy.transport == TransportChoice::Shm => Err(e),

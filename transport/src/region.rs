@@ -88,14 +88,12 @@ impl Mapped {
         } else {
             libc::PROT_READ
         };
-        // A reader's view is populated at once: otherwise every first read of a 4 KiB page of it
-        // takes a page fault (microseconds, many times the copy), and readers of a large cache
-        // would pay that for a long time. (With huge pages it is one fault per 2 MiB anyway.)
-        let flags = if writable {
-            libc::MAP_SHARED
-        } else {
-            libc::MAP_SHARED | libc::MAP_POPULATE
-        };
+        // Both sides populate their mappings at once. The owner's (the arena's memfd, created by
+        // the worker) allocates the memory tier up front, so its pages belong to the worker and
+        // a reader mapping them later allocates nothing; a reader's view is populated because
+        // otherwise every first read of a 4 KiB page of it takes a page fault (microseconds,
+        // many times the copy). With huge pages it is one fault per 2 MiB anyway.
+        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
         // SAFETY: a new shared mapping of `len` bytes of `fd` at an address the kernel picks;
         // nothing else is mapped there. For a huge-page memfd the kernel reserves the pages now
         // and fails with ENOMEM when too few are reserved (no SIGBUS later). Populating a

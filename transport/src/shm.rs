@@ -18,7 +18,7 @@ mod server;
 
 use std::path::PathBuf;
 
-pub use client::ShmTransport;
+pub use client::{MappedRegions, ShmTransport};
 pub use server::{SharedRegion, serve_unix};
 
 /// This host's identity as shared-memory peers compare it: the kernel's boot id, which two

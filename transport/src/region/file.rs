@@ -5,7 +5,10 @@
 //! `flock` is held while the region lives, so a second worker pointed at the same directory
 //! fails to open it), and the mapping lives as long as the region. Which bytes may be read while
 //! others write them is the caller's business (the tier checks each page's CRC32C after copying
-//! it out, so a copy that raced a rewrite of its slot is thrown away).
+//! it out, so a copy that raced a rewrite of its slot is thrown away; within one process that is
+//! a data race on plain bytes, as for the arena's readers, see docs/design.md). The file's blocks
+//! are all allocated at open, so a full disk cannot surface as a `SIGBUS` under the mapping; a
+//! media error can (the kernel's only way to report it through a mapping).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -13,6 +16,19 @@ use std::path::{Path, PathBuf};
 
 use memmap2::MmapRaw;
 use rustix::fs::{FallocateFlags, FlockOperation};
+
+/// Write `len` zero bytes to the start of `file`.
+fn write_zeros(file: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
 
 /// A file of fixed size mapped into memory, for this process alone.
 #[derive(Debug)]
@@ -55,8 +71,9 @@ impl FileRegion {
                         format!("no room for {len} bytes in {}", path.display()),
                     ));
                 }
-                // A file system without fallocate: a sparse file it is.
-                Err(_) => file.set_len(len)?,
+                // A file system without fallocate: write the zeros out, so that no block is left
+                // to allocate later (a full disk under a mapping is a SIGBUS, not an error).
+                Err(_) => write_zeros(&file, len)?,
             }
             file.sync_all()?;
         }

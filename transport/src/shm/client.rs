@@ -4,6 +4,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -15,7 +16,8 @@ use crate::error::{TransportError, TransportResult};
 use crate::region::{Location, RegionReader, Stale};
 use crate::tcp::{BoxRead, BoxWrite, ConnectOptions, Framed, hello_reply, hello_request};
 use crate::wire::{
-    FRAME_HEADER_LEN, FrameLimits, HelloReply, Outgoing, Payload, Reply, Request, Response, encode_message, read_frame,
+    FRAME_HEADER_LEN, FrameLimits, HelloReply, Outgoing, Payload, RegionInfo, Reply, Request, Response, encode_message,
+    read_frame,
 };
 use crate::{Transport, TransportKind};
 
@@ -26,27 +28,56 @@ const MAX_FDS: usize = 16;
 #[derive(Debug)]
 pub struct ShmTransport {
     framed: Framed,
-    regions: Vec<RegionReader>,
+    regions: Arc<MappedRegions>,
     path: PathBuf,
+}
+
+/// One worker instance's regions as this process maps them: shared by every connection to that
+/// instance, so the (populated) mappings are made once.
+#[derive(Debug)]
+pub struct MappedRegions {
+    instance: u64,
+    readers: Vec<RegionReader>,
+}
+
+impl MappedRegions {
+    /// The worker instance they belong to.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Bytes of the worker's regions mapped.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.readers.iter().map(RegionReader::mapped_bytes).sum()
+    }
 }
 
 impl ShmTransport {
     /// Connect to the worker's socket at `path`, shake hands, and map the regions whose
-    /// descriptors come with the answer.
+    /// descriptors come with the answer, unless `known` maps them already (the same worker
+    /// instance).
     ///
     /// # Errors
     /// I/O errors (no such socket: the worker is on another host or in another mount namespace),
     /// [`TransportError::Timeout`], [`TransportError::Refused`], and
     /// [`TransportError::Malformed`] when the answer's descriptors do not match its regions.
-    pub async fn connect(path: impl AsRef<Path>, options: ConnectOptions) -> TransportResult<ShmTransport> {
+    pub async fn connect(
+        path: impl AsRef<Path>,
+        options: ConnectOptions,
+        known: Option<Arc<MappedRegions>>,
+    ) -> TransportResult<ShmTransport> {
         let deadline = options.connect_timeout;
         let path = path.as_ref().to_owned();
-        tokio::time::timeout(deadline, Self::connect_inner(path, options))
+        tokio::time::timeout(deadline, Self::connect_inner(path, options, known))
             .await
             .map_err(|_| TransportError::Timeout(deadline))?
     }
 
-    async fn connect_inner(path: PathBuf, options: ConnectOptions) -> TransportResult<ShmTransport> {
+    async fn connect_inner(
+        path: PathBuf,
+        options: ConnectOptions,
+        known: Option<Arc<MappedRegions>>,
+    ) -> TransportResult<ShmTransport> {
         let mut stream = UnixStream::connect(&path).await?;
         let hello = hello_request(&options);
         let head = encode_message(0, Outgoing::Request(&hello), 0)?;
@@ -70,10 +101,21 @@ impl ShmTransport {
                 .ok_or(TransportError::Closed)?
         };
         let hello = hello_reply(&frame)?;
-        let regions = map_regions(&hello, fds).map_err(|reason| TransportError::Malformed {
-            kind: frame.header.kind,
-            reason,
-        })?;
+        let regions = match known.filter(|k| k.instance == hello.instance) {
+            Some(known) => known,
+            None => {
+                // Mapping populated takes a while for a large arena: not on a runtime thread.
+                let (infos, instance) = (hello.regions.clone(), hello.instance);
+                let mapped = tokio::task::spawn_blocking(move || map_regions(&infos, fds))
+                    .await
+                    .map_err(|e| TransportError::Io(std::io::Error::other(e)))?;
+                let readers = mapped.map_err(|reason| TransportError::Malformed {
+                    kind: frame.header.kind,
+                    reason,
+                })?;
+                Arc::new(MappedRegions { instance, readers })
+            }
+        };
         let (read, write) = stream.into_split();
         let reader = BufReader::with_capacity(64 << 10, Box::new(read) as BoxRead);
         let writer = BufWriter::with_capacity(64 << 10, Box::new(write) as BoxWrite);
@@ -93,7 +135,12 @@ impl ShmTransport {
 
     /// Bytes of the worker's regions this connection maps.
     pub fn mapped_bytes(&self) -> u64 {
-        self.regions.iter().map(RegionReader::mapped_bytes).sum()
+        self.regions.mapped_bytes()
+    }
+
+    /// The worker instance's regions, to hand to the next connection to it.
+    pub fn regions(&self) -> &Arc<MappedRegions> {
+        &self.regions
     }
 
     /// Copy bytes `[from, from + dst.len())` of the page at `at` out of the mapped regions,
@@ -126,7 +173,7 @@ impl ShmTransport {
     }
 
     fn region(&self, at: &Location) -> Result<&RegionReader, Stale> {
-        self.regions.iter().find(|r| r.id() == at.region).ok_or(Stale {
+        self.regions.readers.iter().find(|r| r.id() == at.region).ok_or(Stale {
             region: at.region,
             offset: at.offset,
             expected: at.generation,
@@ -155,17 +202,17 @@ async fn recv_with_fds(stream: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedF
 
 /// Map the regions the handshake answer names from the descriptors that came with it: two per
 /// region, data then generation words.
-fn map_regions(hello: &HelloReply, fds: Vec<OwnedFd>) -> Result<Vec<RegionReader>, String> {
-    if fds.len() != hello.regions.len() * 2 {
+fn map_regions(infos: &[RegionInfo], fds: Vec<OwnedFd>) -> Result<Vec<RegionReader>, String> {
+    if fds.len() != infos.len() * 2 {
         return Err(format!(
             "{} descriptors for {} regions (two each expected)",
             fds.len(),
-            hello.regions.len()
+            infos.len()
         ));
     }
     let mut fds = fds.into_iter();
-    let mut regions = Vec::with_capacity(hello.regions.len());
-    for info in &hello.regions {
+    let mut regions = Vec::with_capacity(infos.len());
+    for info in infos {
         let (Some(data), Some(generations)) = (fds.next(), fds.next()) else {
             unreachable!("counted above")
         };

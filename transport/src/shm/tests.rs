@@ -64,7 +64,7 @@ async fn start() -> (std::path::PathBuf, Arc<Arena>, bytes::Bytes) {
 #[tokio::test]
 async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() {
     let (path, arena, page) = start().await;
-    let conn = ShmTransport::connect(&path, ConnectOptions::new("sekrit"))
+    let conn = ShmTransport::connect(&path, ConnectOptions::new("sekrit"), None)
         .await
         .expect("connect");
     let hello = conn.hello();
@@ -125,7 +125,7 @@ async fn the_handshake_hands_over_the_regions_and_pages_copy_from_the_mapping() 
 #[tokio::test]
 async fn a_wrong_token_gets_no_regions_and_others_carry_on() {
     let (path, _arena, _page) = start().await;
-    let err = ShmTransport::connect(&path, ConnectOptions::new("wrong"))
+    let err = ShmTransport::connect(&path, ConnectOptions::new("wrong"), None)
         .await
         .expect_err("refused");
     assert!(
@@ -138,7 +138,7 @@ async fn a_wrong_token_gets_no_regions_and_others_carry_on() {
         ),
         "{err:?}"
     );
-    let ok = ShmTransport::connect(&path, ConnectOptions::new("sekrit")).await;
+    let ok = ShmTransport::connect(&path, ConnectOptions::new("sekrit"), None).await;
     assert!(ok.is_ok(), "{ok:?}");
     let _ = std::fs::remove_file(&path);
 }

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam::channel::{Receiver, Sender};
 use hoard_transport::region::FileRegion;
@@ -125,6 +125,8 @@ pub struct NvmeTier {
     stats: NvmeStats,
     /// The free slots the tier keeps ahead of demotions.
     low_water: usize,
+    /// `Free` jobs sent and not yet done: slots on their way to the free list.
+    freeing: Arc<AtomicUsize>,
     flusher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -164,6 +166,10 @@ impl NvmeTier {
             used_bytes: 0,
             seq: 0,
         };
+        // Every directory's records first, then the newest record of each page wins across all
+        // of them; every other slot gets a durable free record before it may be written.
+        let mut found: Vec<(PageKey, u64, Entry)> = Vec::new();
+        let mut unused: Vec<SlotId> = Vec::new();
         for (d, dir) in config.dirs.iter().enumerate() {
             std::fs::create_dir_all(dir)?;
             let data = FileRegion::open(&dir.join("hoard-nvme.data"), per_disk * page)?;
@@ -177,24 +183,53 @@ impl NvmeTier {
                     .free
                     .extend((0..per_disk as u32).map(|slot| SlotId { file, slot }));
             } else {
-                disk.recover(file, per_disk as u32, page, &mut inner);
+                disk.records(file, per_disk as u32, page, &mut found, &mut unused);
             }
-            tracing::info!(
-                dir = %dir.display(),
-                slots = per_disk,
-                recovered = if fresh { 0 } else { per_disk as usize - inner.free.iter().filter(|s| s.file == file).count() },
-                "NVMe tier directory ready"
-            );
             disks.push(disk);
         }
+        let mut best: HashMap<PageKey, (u64, Entry)> = HashMap::new();
+        for (key, seq, entry) in found {
+            match best.get(&key) {
+                Some((newer, _)) if *newer > seq => unused.push(entry.at),
+                Some((_, older)) => {
+                    unused.push(older.at);
+                    best.insert(key, (seq, entry));
+                }
+                None => {
+                    best.insert(key, (seq, entry));
+                }
+            }
+        }
+        for at in &unused {
+            disks[usize::from(at.file)]
+                .index
+                .write(u64::from(at.slot + 1) * RECORD, &[0u8; RECORD as usize]);
+        }
+        for disk in &disks {
+            disk.index.flush(0, disk.index.len() as usize)?;
+        }
+        inner.free.extend(unused);
+        for (key, (seq, entry)) in best {
+            inner.seq = inner.seq.max(seq);
+            inner.used_bytes += u64::from(entry.len);
+            inner.policy.insert(key);
+            inner.pages.insert(key, entry);
+        }
+        tracing::info!(
+            dirs = config.dirs.len(),
+            slots = per_disk * config.dirs.len() as u64,
+            recovered = inner.pages.len(),
+            "NVMe tier ready"
+        );
         let slots = per_disk * config.dirs.len() as u64;
         let disks = Arc::new(disks);
         let inner = Arc::new(Mutex::new(inner));
         let (jobs, rx) = crossbeam::channel::unbounded();
-        let (flusher_disks, flusher_inner) = (disks.clone(), inner.clone());
+        let freeing = Arc::new(AtomicUsize::new(0));
+        let (flusher_disks, flusher_inner, flusher_freeing) = (disks.clone(), inner.clone(), freeing.clone());
         let flusher = std::thread::Builder::new()
             .name("hoard-nvme-flush".into())
-            .spawn(move || flush_loop(&rx, &flusher_disks, &flusher_inner, page))?;
+            .spawn(move || flush_loop(&rx, &flusher_disks, &flusher_inner, &flusher_freeing, page))?;
         let tier = NvmeTier {
             disks,
             inner,
@@ -203,6 +238,7 @@ impl NvmeTier {
             slots,
             stats: NvmeStats::default(),
             low_water: (slots as usize / 64).max(2),
+            freeing,
             flusher: Some(flusher),
         };
         ::metrics::gauge!(metrics::TIER_CAPACITY_BYTES, "tier" => "nvme").set((slots * page) as f64);
@@ -302,9 +338,10 @@ impl NvmeTier {
         self.disks[usize::from(at.file)]
             .data
             .write(u64::from(at.slot) * self.page_size, &page.data);
-        let seq = {
+        {
             let mut inner = self.inner.lock();
             inner.seq += 1;
+            let seq = inner.seq;
             let entry = Entry {
                 at,
                 len,
@@ -313,20 +350,21 @@ impl NvmeTier {
             if let Some(old) = inner.pages.insert(key, entry) {
                 // Demoted twice at once: the other copy's slot goes back.
                 inner.used_bytes -= u64::from(old.len);
-                let _ = self.jobs.send(Job::Free(old.at));
+                self.free_slot(old.at);
             } else {
                 inner.policy.insert(key);
             }
             inner.used_bytes += u64::from(len);
-            inner.seq
-        };
-        let _ = self.jobs.send(Job::Commit {
-            at,
-            key,
-            len,
-            crc32c: page.crc32c,
-            seq,
-        });
+            // Sent under the lock: the flusher sees a slot's commit before any later free of it
+            // (which needs this entry in the index first).
+            let _ = self.jobs.send(Job::Commit {
+                at,
+                key,
+                len,
+                crc32c: page.crc32c,
+                seq,
+            });
+        }
         self.stats.demotions.fetch_add(1, Ordering::Relaxed);
         ::metrics::counter!(metrics::NVME_DEMOTIONS).increment(1);
         ::metrics::gauge!(metrics::NVME_UNFLUSHED).set(self.jobs.len() as f64);
@@ -336,22 +374,33 @@ impl NvmeTier {
     /// Drop a page (its file is gone, or it failed verification).
     pub fn remove(&self, key: &PageKey) {
         let mut inner = self.inner.lock();
+        self.remove_locked(&mut inner, key);
+    }
+
+    fn remove_locked(&self, inner: &mut Inner, key: &PageKey) {
         if let Some(entry) = inner.pages.remove(key) {
             inner.policy.remove(key);
             inner.used_bytes -= u64::from(entry.len);
-            let _ = self.jobs.send(Job::Free(entry.at));
+            self.free_slot(entry.at);
         }
+    }
+
+    /// Send a slot to the flusher to be freed (called with the index locked, after the slot left
+    /// it).
+    fn free_slot(&self, at: SlotId) {
+        self.freeing.fetch_add(1, Ordering::Relaxed);
+        let _ = self.jobs.send(Job::Free(at));
     }
 
     /// Evict pages until enough slots are free or on their way to the free list.
     fn refill(&self, inner: &mut Inner) {
-        let pending = self.jobs.len();
+        let pending = self.freeing.load(Ordering::Relaxed);
         let mut short = self.low_water.saturating_sub(inner.free.len() + pending);
         while short > 0 {
             let Some(victim) = inner.policy.evict() else { break };
             if let Some(entry) = inner.pages.remove(&victim) {
                 inner.used_bytes -= u64::from(entry.len);
-                let _ = self.jobs.send(Job::Free(entry.at));
+                self.free_slot(entry.at);
                 ::metrics::counter!(metrics::NVME_EVICTIONS).increment(1);
                 short -= 1;
             }
@@ -392,63 +441,41 @@ impl Disk {
         self.index.flush(0, RECORD as usize)
     }
 
-    /// Rebuild the index from the records (the newest record of a page wins).
-    fn recover(&self, file: u16, slots: u32, page: u64, inner: &mut Inner) {
-        let mut best: HashMap<PageKey, (u64, Entry)> = HashMap::new();
-        let mut free = Vec::new();
+    /// The pages the records of this directory name, and the slots they leave unused.
+    fn records(
+        &self,
+        file: u16,
+        slots: u32,
+        page: u64,
+        found: &mut Vec<(PageKey, u64, Entry)>,
+        unused: &mut Vec<SlotId>,
+    ) {
         for slot in 0..slots {
             let mut r = [0u8; RECORD as usize];
             self.index.read(u64::from(slot + 1) * RECORD, &mut r);
             let at = SlotId { file, slot };
             let len = u32_at(&r, 8);
             if u32_at(&r, 0) != MAGIC || u32_at(&r, 4) != VALID || u64::from(len) > page || len == 0 {
-                free.push(at);
+                unused.push(at);
                 continue;
             }
             let key = PageKey {
                 file: FileId(u128::from_le_bytes(r[24..40].try_into().expect("16 bytes"))),
                 index: u64_at(&r, 16),
             };
-            let seq = u64_at(&r, 40);
             let entry = Entry {
                 at,
                 len,
                 crc32c: u32_at(&r, 12),
             };
-            match best.get(&key) {
-                Some((newer, _)) if *newer > seq => free.push(at),
-                Some((_, older)) => {
-                    free.push(older.at);
-                    best.insert(key, (seq, entry));
-                }
-                None => {
-                    best.insert(key, (seq, entry));
-                }
-            }
-        }
-        for (key, (seq, entry)) in best {
-            inner.seq = inner.seq.max(seq);
-            inner.used_bytes += u64::from(entry.len);
-            inner.policy.insert(key);
-            inner.pages.insert(key, entry);
-        }
-        // Slots with records that name nothing are not durably free until their record says so:
-        // their old records may be valid-looking garbage; write free records before use.
-        for at in free {
-            let zero = [0u8; RECORD as usize];
-            let off = u64::from(at.slot + 1) * RECORD;
-            self.index.write(off, &zero);
-            inner.free.push(at);
-        }
-        if let Err(e) = self.index.flush(0, self.index.len() as usize) {
-            tracing::warn!("flush the NVMe index after recovery: {e}");
+            found.push((key, u64_at(&r, 40), entry));
         }
     }
 }
 
 /// The flusher: makes writes durable in the order the crash rule needs, and hands freed slots
 /// to the free list once their free records are durable.
-fn flush_loop(rx: &Receiver<Job>, disks: &[Disk], inner: &Mutex<Inner>, page: u64) {
+fn flush_loop(rx: &Receiver<Job>, disks: &[Disk], inner: &Mutex<Inner>, freeing: &AtomicUsize, page: u64) {
     while let Ok(job) = rx.recv() {
         let result = match job {
             Job::Commit {
@@ -457,12 +484,7 @@ fn flush_loop(rx: &Receiver<Job>, disks: &[Disk], inner: &Mutex<Inner>, page: u6
                 len,
                 crc32c,
                 seq,
-            } => commit(&disks[usize::from(at.file)], at, key, len, crc32c, seq, page),
-            Job::Barrier(done) => {
-                let _ = done.send(());
-                Ok(())
-            }
-            Job::Stop => return,
+            } => commit(&disks[usize::from(at.file)], inner, at, key, len, crc32c, seq, page),
             Job::Free(at) => {
                 let disk = &disks[usize::from(at.file)];
                 let off = u64::from(at.slot + 1) * RECORD;
@@ -471,8 +493,16 @@ fn flush_loop(rx: &Receiver<Job>, disks: &[Disk], inner: &Mutex<Inner>, page: u6
                 if flushed.is_ok() {
                     inner.lock().free.push(at);
                 }
+                // A slot whose free record could not be made durable is never written again
+                // (until a restart gives it a free record first).
+                freeing.fetch_sub(1, Ordering::Relaxed);
                 flushed
             }
+            Job::Barrier(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+            Job::Stop => return,
         };
         if let Err(e) = result {
             tracing::error!("NVMe tier write-back failed: {e}");
@@ -481,7 +511,19 @@ fn flush_loop(rx: &Receiver<Job>, disks: &[Disk], inner: &Mutex<Inner>, page: u6
     }
 }
 
-fn commit(disk: &Disk, at: SlotId, key: PageKey, len: u32, crc32c: u32, seq: u64, page: u64) -> std::io::Result<()> {
+/// Make a slot's bytes durable, then (if the slot still holds the page: it may have been freed
+/// and its free record is then on the way) the record that names the page.
+#[allow(clippy::too_many_arguments)]
+fn commit(
+    disk: &Disk,
+    inner: &Mutex<Inner>,
+    at: SlotId,
+    key: PageKey,
+    len: u32,
+    crc32c: u32,
+    seq: u64,
+    page: u64,
+) -> std::io::Result<()> {
     disk.data.flush(u64::from(at.slot) * page, len as usize)?;
     let mut r = [0u8; RECORD as usize];
     r[0..4].copy_from_slice(&MAGIC.to_le_bytes());
@@ -492,7 +534,13 @@ fn commit(disk: &Disk, at: SlotId, key: PageKey, len: u32, crc32c: u32, seq: u64
     r[24..40].copy_from_slice(&key.file.0.to_le_bytes());
     r[40..48].copy_from_slice(&seq.to_le_bytes());
     let off = u64::from(at.slot + 1) * RECORD;
-    disk.index.write(off, &r);
+    {
+        let inner = inner.lock();
+        if inner.pages.get(&key).is_none_or(|e| e.at != at) {
+            return Ok(());
+        }
+        disk.index.write(off, &r);
+    }
     disk.index.flush(off, RECORD as usize)
 }
 
