@@ -265,28 +265,39 @@ impl WorkerHandle {
         if policy.transport == TransportChoice::Tcp {
             return Ok(Link::Tcp(TcpTransport::connect(self.entry.addr, options).await?));
         }
-        let known = self.shm_socket.lock().clone();
-        let (socket, tcp) = match known {
-            Some(socket) => (socket, None),
-            None => {
-                let tcp = TcpTransport::connect(self.entry.addr, options.clone()).await?;
-                let offered = tcp
-                    .shm_offer()
-                    .filter(|o| policy.host.as_deref() == Some(o.host.as_str()));
-                match offered {
-                    Some(offer) => (PathBuf::from(&offer.socket), Some(tcp)),
-                    None if policy.transport == TransportChoice::Shm => {
-                        return Err(TransportError::Refused {
-                            status: Status::Unsupported,
-                            message: format!(
-                                "worker {} offers no shared memory to this host (HOARD_TRANSPORT=shm)",
-                                self.entry.id
-                            ),
-                        });
-                    }
-                    None => return Ok(Link::Tcp(tcp)),
+        // A socket learnt earlier is tried first; if it does not answer (the worker restarted and
+        // is still starting, or no longer serves shared memory), the TCP handshake, which only
+        // completes once the worker serves, says again where it is.
+        let remembered = self.shm_socket.lock().clone();
+        if let Some(socket) = remembered {
+            let known = self.mapped.lock().clone();
+            match ShmTransport::connect(&socket, options.clone(), known).await {
+                Ok(shm) => {
+                    *self.mapped.lock() = Some(shm.regions().clone());
+                    return Ok(Link::Shm(shm));
+                }
+                Err(e) => {
+                    tracing::debug!(worker = %self.entry.id, "shared-memory socket did not answer, asking over TCP: {e}");
+                    *self.shm_socket.lock() = None;
                 }
             }
+        }
+        let tcp = TcpTransport::connect(self.entry.addr, options.clone()).await?;
+        let offered = tcp
+            .shm_offer()
+            .filter(|o| policy.host.as_deref() == Some(o.host.as_str()));
+        let (socket, tcp) = match offered {
+            Some(offer) => (PathBuf::from(&offer.socket), tcp),
+            None if policy.transport == TransportChoice::Shm => {
+                return Err(TransportError::Refused {
+                    status: Status::Unsupported,
+                    message: format!(
+                        "worker {} offers no shared memory to this host (HOARD_TRANSPORT=shm)",
+                        self.entry.id
+                    ),
+                });
+            }
+            None => return Ok(Link::Tcp(tcp)),
         };
         let known = self.mapped.lock().clone();
         match ShmTransport::connect(&socket, options.clone(), known).await {
@@ -302,11 +313,7 @@ impl WorkerHandle {
                     socket = %socket.display(),
                     "shared memory offered but not reachable, using TCP: {e}"
                 );
-                *self.shm_socket.lock() = None;
-                match tcp {
-                    Some(tcp) => Ok(Link::Tcp(tcp)),
-                    None => Ok(Link::Tcp(TcpTransport::connect(self.entry.addr, options).await?)),
-                }
+                Ok(Link::Tcp(tcp))
             }
         }
     }
