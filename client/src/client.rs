@@ -528,12 +528,7 @@ impl Client {
         mut buf: BytesMut,
     ) -> Result<BytesMut, ShmFallback> {
         let inner = &self.inner;
-        let Some(worker) = inner
-            .ring
-            .owners(key)
-            .map(|i| &inner.workers[i])
-            .find(|w| !w.is_avoided())
-        else {
+        let Some(worker) = self.first_owner(key) else {
             return Err(ShmFallback::Socket(buf));
         };
         let link = match worker.shm_link(&inner.policy).await {
@@ -550,18 +545,24 @@ impl Client {
         let page_size = shm.hello().page_size;
         let (first, last) = (offset / page_size, (offset + len - 1) / page_size);
         let start = buf.len();
-        let cached = worker.locations.lock().get(instance, file, first, last);
-        if let Some(pages) = cached {
-            match copy_pages(shm, &pages, page_size, offset, len, &mut buf) {
-                Ok(()) => {
-                    inner.policy.stats.copied(len, true);
-                    return Ok(buf);
-                }
-                Err(gone) => {
-                    buf.truncate(start);
-                    worker.locations.lock().forget(file, gone);
-                }
+        // Copy the range out of shared memory from these locations, counting it; on a stale
+        // location, forget it and put `buf` back as it was.
+        let copy = |pages: &[(u64, Location)], cached: bool, buf: &mut BytesMut| match copy_pages(
+            shm, pages, page_size, offset, len, buf,
+        ) {
+            Ok(()) => {
+                inner.policy.stats.copied(len, cached);
+                true
             }
+            Err(gone) => {
+                buf.truncate(start);
+                worker.locations.lock().forget(file, gone);
+                false
+            }
+        };
+        let cached = worker.locations.lock().get(instance, file, first, last);
+        if cached.is_some_and(|pages| copy(&pages, true, &mut buf)) {
+            return Ok(buf);
         }
         let req = Request::Locate(ReadRequest {
             file: file.clone(),
@@ -598,15 +599,8 @@ impl Client {
                 return Err(ShmFallback::Socket(buf));
             }
             worker.locations.lock().insert(instance, file, pages.iter().copied());
-            match copy_pages(shm, &pages, page_size, offset, len, &mut buf) {
-                Ok(()) => {
-                    inner.policy.stats.copied(len, false);
-                    return Ok(buf);
-                }
-                Err(gone) => {
-                    buf.truncate(start);
-                    worker.locations.lock().forget(file, gone);
-                }
+            if copy(&pages, false, &mut buf) {
+                return Ok(buf);
             }
         }
         Err(ShmFallback::Socket(buf))
@@ -641,11 +635,8 @@ impl Client {
             version: meta.version.clone(),
         };
         let key = self.read_key(&file, meta.homed, offset);
-        let worker = inner
-            .ring
-            .owners(key)
-            .map(|i| &inner.workers[i])
-            .find(|w| !w.is_avoided())
+        let worker = self
+            .first_owner(key)
             .ok_or_else(|| refuse("no worker available".into()))?;
         let link = match worker.shm_link(&inner.policy).await {
             Ok(Some(link)) => link,
@@ -726,6 +717,21 @@ impl Client {
         }
     }
 
+    /// The first owner of `key`, in ring order, not being avoided.
+    fn first_owner(&self, key: u64) -> Option<&WorkerHandle> {
+        self.owners(key).next()
+    }
+
+    /// The owners of `key`, in ring order, skipping workers being avoided.
+    fn owners(&self, key: u64) -> impl Iterator<Item = &WorkerHandle> {
+        let inner = &self.inner;
+        inner
+            .ring
+            .owners(key)
+            .map(|i| &inner.workers[i])
+            .filter(|w| !w.is_avoided())
+    }
+
     /// Placement key of the read of a file at `offset`: the owner of its chunk, or for a file
     /// written through hoard (`homed`) the mount's coordinator, which holds it.
     fn read_key(&self, file: &FileKey, homed: bool, offset: u64) -> u64 {
@@ -773,12 +779,7 @@ impl Client {
     ) -> Result<(Response, BytesMut), String> {
         let inner = &self.inner;
         let attempts = attempts.unwrap_or(inner.config.client.max_worker_attempts as usize);
-        let candidates = inner
-            .ring
-            .owners(key)
-            .map(|i| &inner.workers[i])
-            .filter(|w| !w.is_avoided())
-            .take(attempts);
+        let candidates = self.owners(key).take(attempts);
         let mut last = "no worker available".to_owned();
         let capacity = recv.capacity();
         let mut recv = Some(recv);

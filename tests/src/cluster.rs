@@ -99,6 +99,21 @@ pub struct Cluster {
     pub workers: Vec<WorkerProc>,
 }
 
+/// What a test cluster is made of.
+#[derive(Debug, Clone, Copy)]
+struct Plan<'a> {
+    n: usize,
+    mounts: &'a [Mount],
+    /// The `[s3]` table's body.
+    s3: Option<&'a str>,
+    /// Extra TOML (`[worker]`, `[client]` tables).
+    extra: &'a str,
+    /// Where the workers' journals go (default: the cluster's temporary directory).
+    journal_root: Option<&'a Path>,
+    /// Each worker's `memory_capacity`.
+    memory: &'a str,
+}
+
 impl Cluster {
     /// Write a config for `n` workers with these `[[mounts]]` (name, uri), an optional `[s3]`
     /// table body, and extra TOML (e.g. `[worker]`/`[client]` tables), then start the workers.
@@ -117,7 +132,14 @@ impl Cluster {
         memory: &str,
     ) -> anyhow::Result<Cluster> {
         let mounts: Vec<Mount> = mounts.iter().map(|(name, uri)| Mount::new(name, uri)).collect();
-        Cluster::start_retrying(n, &mounts, None, extra, None, memory)
+        Cluster::start_retrying(&Plan {
+            n,
+            mounts: &mounts,
+            s3: None,
+            extra,
+            journal_root: None,
+            memory,
+        })
     }
 
     /// As [`Cluster::start`], with per-mount settings, and the workers' journals (`journal-wN`)
@@ -130,23 +152,23 @@ impl Cluster {
         extra: &str,
         journal_root: Option<&Path>,
     ) -> anyhow::Result<Cluster> {
-        Cluster::start_retrying(n, mounts, s3, extra, journal_root, "32MiB")
+        Cluster::start_retrying(&Plan {
+            n,
+            mounts,
+            s3: s3.as_deref(),
+            extra,
+            journal_root,
+            memory: "32MiB",
+        })
     }
 
-    fn start_retrying(
-        n: usize,
-        mounts: &[Mount],
-        s3: Option<String>,
-        extra: &str,
-        journal_root: Option<&Path>,
-        memory: &str,
-    ) -> anyhow::Result<Cluster> {
+    fn start_retrying(plan: &Plan<'_>) -> anyhow::Result<Cluster> {
         // The ports come from `free_addr`, which releases them: a test running beside this one
         // may take one before a worker binds it. Start over with new ports when that happens.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Cluster::start_once(n, mounts, s3.clone(), extra, journal_root, memory) {
+            match Cluster::start_once(plan) {
                 Err(e) if attempt < 5 && format!("{e:#}").contains("Address already in use") => {
                     eprintln!("a worker port was taken meanwhile, starting the cluster again: {e:#}");
                 }
@@ -155,14 +177,15 @@ impl Cluster {
         }
     }
 
-    fn start_once(
-        n: usize,
-        mounts: &[Mount],
-        s3: Option<String>,
-        extra: &str,
-        journal_root: Option<&Path>,
-        memory: &str,
-    ) -> anyhow::Result<Cluster> {
+    fn start_once(plan: &Plan<'_>) -> anyhow::Result<Cluster> {
+        let Plan {
+            n,
+            mounts,
+            s3,
+            extra,
+            journal_root,
+            memory,
+        } = *plan;
         let dir = tempfile::tempdir()?;
         let journal_root = journal_root.unwrap_or(dir.path()).to_owned();
         let mut text = format!("token = \"test-token-{}\"\n{extra}\n", std::process::id());

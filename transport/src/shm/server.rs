@@ -21,7 +21,7 @@ use crate::tcp::{
     BoxRead, BoxWrite, Handler, ServerConfig, SharedWriter, early_refusal, handshake_done, read_hello, refusal,
     run_requests,
 };
-use crate::wire::{HelloReply, Outgoing, PROTOCOL_VERSION, RegionInfo, Response, encode_message};
+use crate::wire::{Outgoing, RegionInfo, Response, encode_message};
 
 /// A region a worker hands to local clients: what it is, and its two descriptors.
 #[derive(Debug)]
@@ -123,14 +123,7 @@ async fn serve_connection<H: Handler>(
             send_bare(half, id, &reply.message).await?;
             return Err(e);
         }
-        let hello = HelloReply {
-            protocol_version: PROTOCOL_VERSION,
-            worker_id: config.worker_id.clone(),
-            page_size: config.page_size,
-            instance: config.instance,
-            shm: None,
-            regions: regions.iter().map(|r| r.info).collect(),
-        };
+        let hello = config.hello(None, regions.iter().map(|r| r.info).collect());
         let head = encode_message(id, Outgoing::Response(&Response::Hello(hello)), 0)?;
         let fds: Vec<_> = regions
             .iter()

@@ -3,15 +3,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use tokio::net::UnixListener;
 
 use super::*;
 use crate::region::{Arena, ArenaConfig};
-use crate::tcp::tests::Toy;
-use crate::tcp::{ConnectOptions, ServerConfig};
-use crate::wire::{FrameLimits, Request, Response, StatRequest, Status};
+use crate::tcp::ConnectOptions;
+use crate::tcp::tests::{Toy, toy_config};
+use crate::wire::{Request, Response, StatRequest, Status};
 use crate::{Transport, TransportError};
 
 const PAGE: u64 = 64 << 10;
@@ -40,16 +39,7 @@ async fn start() -> (std::path::PathBuf, Arc<Arena>, bytes::Bytes) {
     let path = socket_path();
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).expect("bind");
-    let server = ServerConfig {
-        token: "sekrit".into(),
-        worker_id: "toy".into(),
-        page_size: PAGE,
-        limits: FrameLimits::default(),
-        max_inflight_per_connection: 16,
-        handshake_timeout: Duration::from_secs(2),
-        instance: 42,
-        shm: None,
-    };
+    let server = toy_config(PAGE, 42);
     let regions = Arc::new(vec![SharedRegion::of_arena(&arena).expect("share")]);
     tokio::spawn(serve_unix(
         listener,

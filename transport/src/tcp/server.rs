@@ -50,6 +50,21 @@ pub struct ServerConfig {
     pub shm: Option<ShmOffer>,
 }
 
+impl ServerConfig {
+    /// The handshake answer of this worker, with a shared-memory offer (over TCP) or the
+    /// regions whose descriptors go with it (over the shared-memory socket).
+    pub(crate) fn hello(&self, shm: Option<ShmOffer>, regions: Vec<crate::wire::RegionInfo>) -> HelloReply {
+        HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            worker_id: self.worker_id.clone(),
+            page_size: self.page_size,
+            instance: self.instance,
+            shm,
+            regions,
+        }
+    }
+}
+
 pub(crate) type SharedWriter = Arc<Mutex<BufWriter<BoxWrite>>>;
 
 /// Accept connections on `listener` until `shutdown` completes, then stop accepting and close
@@ -111,14 +126,7 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
                 return Err(e);
             }
         };
-        let hello = HelloReply {
-            protocol_version: PROTOCOL_VERSION,
-            worker_id: config.worker_id.clone(),
-            page_size: config.page_size,
-            instance: config.instance,
-            shm: config.shm.clone(),
-            regions: Vec::new(),
-        };
+        let hello = config.hello(config.shm.clone(), Vec::new());
         let id = frame.header.request_id;
         if let Some((reply, e)) = refusal(&frame, &config)? {
             send_reply(&writer, id, &reply).await?;

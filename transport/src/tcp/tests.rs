@@ -50,20 +50,29 @@ impl Handler for Toy {
     }
 }
 
-async fn start() -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config = ServerConfig {
+/// The toy worker's settings (token `sekrit`), with this page size and instance.
+pub(crate) fn toy_config(page_size: u64, instance: u64) -> ServerConfig {
+    ServerConfig {
         token: "sekrit".into(),
         worker_id: "toy".into(),
-        page_size: 4096,
+        page_size,
         limits: FrameLimits::default(),
         max_inflight_per_connection: 64,
         handshake_timeout: Duration::from_secs(2),
-        instance: 7,
+        instance,
         shm: None,
-    };
-    tokio::spawn(serve(listener, Arc::new(Toy), config, std::future::pending()));
+    }
+}
+
+async fn start() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(
+        listener,
+        Arc::new(Toy),
+        toy_config(4096, 7),
+        std::future::pending(),
+    ));
     addr
 }
 
