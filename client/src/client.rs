@@ -14,16 +14,17 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use hoard_transport::cluster::{ClusterConfig, MountEntry, TransportChoice};
 use hoard_transport::region::Location;
+use hoard_transport::rdma::{ClientSettings, ReadFailure};
 use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response,
+    FileKey, FileMeta, LeaseRequest, PageLocation, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response,
     StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
 use crate::error::{ClientError, ClientResult};
-use crate::membership::{ConnectPolicy, Link, TransportCounts, WorkerHandle};
+use crate::membership::{ConnectPolicy, Direct, Link, RdmaDevice, TransportCounts, WorkerHandle};
 use crate::path::HoardPath;
 use crate::ring::{Ring, chunk_key, mount_key};
 
@@ -37,9 +38,9 @@ pub use write::{CreateOptions, Writer};
 /// A worker's answer, or why none of the candidates answered.
 type OwnerResult = Result<Reply, String>;
 
-/// Why a piece was not read out of shared memory.
+/// Why a piece was not read out of a worker's regions (shared memory or RDMA).
 #[derive(Debug)]
-enum ShmFallback {
+enum DirectFallback {
     /// The file changed since it was stat'ed.
     Stale,
     /// Read it through a socket instead, into this buffer.
@@ -47,12 +48,11 @@ enum ShmFallback {
 }
 
 /// Append bytes `[offset, offset + len)` of a file to `buf`, copied out of shared memory from
-/// the locations of the pages they lie in (`pages`, in order, each with its index). `Err` names
-/// the first page that was no longer where its location said (`buf` then holds part of the
-/// range: truncate it).
+/// the locations of the pages they lie in (`pages`, in order). `Err` names the first page that
+/// was no longer where its location said (`buf` then holds part of the range: truncate it).
 fn copy_pages(
     shm: &ShmTransport,
-    pages: &[(u64, Location)],
+    pages: &[PageLocation],
     page_size: u64,
     offset: u64,
     len: u64,
@@ -60,21 +60,62 @@ fn copy_pages(
 ) -> Result<(), u64> {
     let end = offset + len;
     let start = buf.len();
-    for (index, at) in pages {
-        let page_start = index * page_size;
+    for page in pages {
+        let page_start = page.index * page_size;
         let from = offset.max(page_start) - page_start;
         let to = end.min(page_start + page_size) - page_start;
         // A page shorter than the part of the range it must hold (not the file's last page, or
         // a short fill) is not used: the socket path checks and reads it.
-        if to <= from || at.len < to {
-            return Err(*index);
+        if to <= from || page.len < to {
+            return Err(page.index);
         }
-        shm.append(at, from, (to - from) as usize, buf).map_err(|_| *index)?;
+        let at = Location::from(page);
+        shm.append(&at, from, (to - from) as usize, buf).map_err(|_| page.index)?;
     }
     if (buf.len() - start) as u64 != len {
-        return Err(pages.last().map_or(0, |(i, _)| *i));
+        return Err(pages.last().map_or(0, |p| p.index));
     }
     Ok(())
+}
+
+/// How reading pages out of a worker's regions went.
+enum DirectRead {
+    /// The range is in the buffer.
+    Done,
+    /// This page was no longer where its location said (the buffer is as it was).
+    Stale(u64),
+    /// The link failed (RDMA): read another way.
+    Failed(String),
+}
+
+/// Append bytes `[offset, offset + len)` of a file to `buf`, read out of the worker's regions
+/// through `direct` from the locations of the pages they lie in (`pages`, in order).
+async fn read_direct(
+    direct: Direct<'_>,
+    pages: &[PageLocation],
+    page_size: u64,
+    offset: u64,
+    len: u64,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> DirectRead {
+    match direct {
+        Direct::Shm(shm) => {
+            let start = buf.len();
+            match copy_pages(shm, pages, page_size, offset, len, buf) {
+                Ok(()) => DirectRead::Done,
+                Err(index) => {
+                    buf.truncate(start);
+                    DirectRead::Stale(index)
+                }
+            }
+        }
+        Direct::Rdma(_, rdma) => match rdma.read(pages, page_size, offset, len, buf, deadline).await {
+            Ok(()) => DirectRead::Done,
+            Err(ReadFailure::Stale(index)) => DirectRead::Stale(index),
+            Err(ReadFailure::Failed(e)) => DirectRead::Failed(e.to_string()),
+        },
+    }
 }
 
 /// How a piece of a read failed.
@@ -138,7 +179,7 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// [`ClientError::Config`] when no cluster config was given, or `HOARD_TRANSPORT` is not
-    /// `auto`, `shm` or `tcp`.
+    /// `auto`, `shm`, `rdma` or `tcp`.
     pub fn build(self) -> ClientResult<Client> {
         let config = self
             .config
@@ -171,6 +212,12 @@ impl ClientBuilder {
             transport,
             host: hoard_transport::shm::host_id(),
             stats: Arc::default(),
+            rdma: Arc::new(RdmaDevice::new(ClientSettings {
+                device: config.client.rdma_device.clone(),
+                gid_index: config.client.rdma_gid_index,
+                busy_poll: config.client.rdma_busy_poll,
+                buffers: config.client.rdma_buffers.max(1) as usize,
+            })),
         };
         let ufs = tokio::sync::Mutex::new(HashMap::new());
         Ok(Client {
@@ -426,13 +473,13 @@ impl Client {
             // the stream below is kept: awaited straight from here a socket read was measured
             // slower (docs/benchmarks.md).
             let key = self.read_key(&file, meta.homed, off);
-            match Box::pin(self.read_piece_shm(key, &file, meta.size, off, n, spare)).await {
+            match Box::pin(self.read_piece_direct(key, &file, meta.size, off, n, spare)).await {
                 Ok(part) => {
                     buf.unsplit(part);
                     return Ok(buf);
                 }
-                Err(ShmFallback::Stale) => return Err(PieceError::Stale),
-                Err(ShmFallback::Socket(back)) => spare = back,
+                Err(DirectFallback::Stale) => return Err(PieceError::Stale),
+                Err(DirectFallback::Socket(back)) => spare = back,
             }
         }
         let slices: Vec<(u64, u64, BytesMut)> = pieces
@@ -468,10 +515,10 @@ impl Client {
         let (homed, size) = (meta.homed, meta.size);
         let key = self.read_key(file, homed, offset);
         let buf = if try_shm {
-            match self.read_piece_shm(key, file, size, offset, len, buf).await {
+            match self.read_piece_direct(key, file, size, offset, len, buf).await {
                 Ok(done) => return Ok(done),
-                Err(ShmFallback::Stale) => return Err(PieceError::Stale),
-                Err(ShmFallback::Socket(buf)) => buf,
+                Err(DirectFallback::Stale) => return Err(PieceError::Stale),
+                Err(DirectFallback::Socket(buf)) => buf,
             }
         } else {
             buf
@@ -513,12 +560,13 @@ impl Client {
         }
     }
 
-    /// One piece of a read copied out of the shared memory of the first owner of `key`, when
-    /// the client is connected to it that way: from cached page locations with no message at
-    /// all, else after asking the worker where the pages are (`Locate`, which fills misses).
-    /// Anything this path cannot do (no shared memory with that worker, pages outside its
-    /// regions, a failed call) hands `buf` back for the socket path, which also fails over.
-    async fn read_piece_shm(
+    /// One piece of a read out of the regions of the first owner of `key` (copied from shared
+    /// memory, or read with RDMA), when the client is connected to it that way: from cached page
+    /// locations with no message at all, else after asking the worker where the pages are
+    /// (`Locate`, which fills misses). Anything this path cannot do (no such link to that worker,
+    /// pages outside its regions, a failed call or RDMA read) hands `buf` back for the socket
+    /// path, which also fails over.
+    async fn read_piece_direct(
         &self,
         key: u64,
         file: &FileKey,
@@ -526,43 +574,53 @@ impl Client {
         offset: u64,
         len: u64,
         mut buf: BytesMut,
-    ) -> Result<BytesMut, ShmFallback> {
+    ) -> Result<BytesMut, DirectFallback> {
         let inner = &self.inner;
         let Some(worker) = self.first_owner(key) else {
-            return Err(ShmFallback::Socket(buf));
+            return Err(DirectFallback::Socket(buf));
         };
-        let link = match worker.shm_link(&inner.policy).await {
+        let link = match worker.direct_link(&inner.policy).await {
             Ok(Some(link)) => link,
-            Ok(None) => return Err(ShmFallback::Socket(buf)),
+            Ok(None) => return Err(DirectFallback::Socket(buf)),
             Err(e) => {
                 tracing::warn!(worker = %worker.entry.id, "worker failed, trying the next one: {e}");
                 worker.avoid(inner.policy.retry_after);
-                return Err(ShmFallback::Socket(buf));
+                return Err(DirectFallback::Socket(buf));
             }
         };
-        let shm = link.shm().expect("a shared-memory link");
-        let instance = shm.hello().instance;
-        let page_size = shm.hello().page_size;
+        let Some(direct) = link.direct() else {
+            return Err(DirectFallback::Socket(buf));
+        };
+        let kind = link.kind();
+        let instance = direct.hello().instance;
+        let page_size = direct.hello().page_size;
         let (first, last) = (offset / page_size, (offset + len - 1) / page_size);
-        let start = buf.len();
-        // Copy the range out of shared memory from these locations, counting it; on a stale
-        // location, forget it and put `buf` back as it was.
-        let copy = |pages: &[(u64, Location)], cached: bool, buf: &mut BytesMut| match copy_pages(
-            shm, pages, page_size, offset, len, buf,
-        ) {
-            Ok(()) => {
-                inner.policy.stats.copied(len, cached);
-                true
-            }
-            Err(gone) => {
-                buf.truncate(start);
-                worker.locations.lock().forget(file, gone);
-                false
+        let deadline = Instant::now() + inner.policy.request_timeout;
+        // Read the range out of the worker's regions from these locations, counting it; on a
+        // stale location, forget it; on a failed link, say so (`None`).
+        let read = async |pages: &[PageLocation], cached: bool, buf: &mut BytesMut| -> Option<bool> {
+            match read_direct(direct, pages, page_size, offset, len, buf, deadline).await {
+                DirectRead::Done => {
+                    inner.policy.stats.copied(kind, len, cached);
+                    Some(true)
+                }
+                DirectRead::Stale(gone) => {
+                    worker.locations.lock().forget(file, gone);
+                    Some(false)
+                }
+                DirectRead::Failed(e) => {
+                    worker.rdma_failed(&inner.policy, &e);
+                    None
+                }
             }
         };
         let cached = worker.locations.lock().get(instance, file, first, last);
-        if cached.is_some_and(|pages| copy(&pages, true, &mut buf)) {
-            return Ok(buf);
+        if let Some(pages) = cached {
+            match read(&pages, true, &mut buf).await {
+                Some(true) => return Ok(buf),
+                Some(false) => {}
+                None => return Err(DirectFallback::Socket(buf)),
+            }
         }
         let req = Request::Locate(ReadRequest {
             file: file.clone(),
@@ -573,37 +631,39 @@ impl Client {
         // A slot can be reused between the answer and the copy (the page was evicted): ask again.
         for _ in 0..3 {
             let reply =
-                tokio::time::timeout(inner.policy.request_timeout, link.shm_call(req.clone(), &inner.policy)).await;
+                tokio::time::timeout(inner.policy.request_timeout, link.direct_call(req.clone(), &inner.policy)).await;
             let located = match reply {
                 Ok(Ok(Response::Located(l))) => l,
                 Ok(Ok(Response::Error(e))) if e.status == Status::StaleVersion as u16 => {
-                    return Err(ShmFallback::Stale);
+                    return Err(DirectFallback::Stale);
                 }
-                Ok(Ok(_)) => return Err(ShmFallback::Socket(buf)),
+                Ok(Ok(_)) => return Err(DirectFallback::Socket(buf)),
                 Ok(Err(e)) => {
                     tracing::warn!(worker = %worker.entry.id, "worker failed, trying the next one: {e}");
                     worker.avoid(inner.policy.retry_after);
-                    return Err(ShmFallback::Socket(buf));
+                    return Err(DirectFallback::Socket(buf));
                 }
                 Err(_) => {
                     worker.avoid(inner.policy.retry_after);
-                    return Err(ShmFallback::Socket(buf));
+                    return Err(DirectFallback::Socket(buf));
                 }
             };
-            let pages: Vec<(u64, Location)> = located.pages.iter().map(|p| (p.index, p.into())).collect();
+            let pages = located.pages;
             let whole = pages.len() as u64 == last - first + 1
-                && pages.iter().zip(first..=last).all(|((index, _), want)| *index == want);
+                && pages.iter().zip(first..=last).all(|(page, want)| page.index == want);
             if !whole {
                 // Some pages are outside the regions (held by the write path, or not cached
                 // for want of a free slot): the socket path reads them.
-                return Err(ShmFallback::Socket(buf));
+                return Err(DirectFallback::Socket(buf));
             }
-            worker.locations.lock().insert(instance, file, pages.iter().copied());
-            if copy(&pages, false, &mut buf) {
-                return Ok(buf);
+            worker.locations.lock().insert(instance, file, &pages);
+            match read(&pages, false, &mut buf).await {
+                Some(true) => return Ok(buf),
+                Some(false) => {}
+                None => return Err(DirectFallback::Socket(buf)),
             }
         }
-        Err(ShmFallback::Socket(buf))
+        Err(DirectFallback::Socket(buf))
     }
 
     /// See [`OpenFile::lend`].
@@ -638,9 +698,9 @@ impl Client {
         let worker = self
             .first_owner(key)
             .ok_or_else(|| refuse("no worker available".into()))?;
-        let link = match worker.shm_link(&inner.policy).await {
-            Ok(Some(link)) => link,
-            Ok(None) => {
+        let link = match worker.direct_link(&inner.policy).await {
+            Ok(Some(link)) if link.shm().is_some() => link,
+            Ok(_) => {
                 return Err(refuse(format!(
                     "worker {} is not reached through shared memory",
                     worker.entry.id
@@ -660,7 +720,7 @@ impl Client {
         });
         let sent = Instant::now();
         let located =
-            match tokio::time::timeout(inner.policy.request_timeout, link.shm_call(request, &inner.policy)).await {
+            match tokio::time::timeout(inner.policy.request_timeout, link.direct_call(request, &inner.policy)).await {
                 Ok(Ok(Response::Located(l))) => l,
                 Ok(Ok(Response::Error(e))) if e.status == Status::StaleVersion as u16 => {
                     return Err(ClientError::Changed { path: p.to_string() });

@@ -7,7 +7,10 @@
 //! A connection is TCP, or shared memory when the worker is on this host and offers it (its TCP
 //! handshake says where its Unix socket is, and on which host it runs): the first connection
 //! to such a worker is TCP, and every one after it (the first included, re-opened at once)
-//! goes through the socket. `client.transport` (or `HOARD_TRANSPORT`) forces one or the other.
+//! goes through the socket. Elsewhere, when the worker offers RDMA in its TCP handshake and this
+//! process has an RDMA device, the connection sets up a queue pair with the worker and reads
+//! pages with one-sided READs (its TCP side carries everything else). `client.transport` (or
+//! `HOARD_TRANSPORT`) forces one of them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hoard_transport::cluster::{TransportChoice, WorkerEntry};
-use hoard_transport::region::Location;
+use hoard_transport::rdma::{ClientDevice, ClientSettings, RdmaLink};
 use hoard_transport::shm::{MappedRegions, ShmTransport};
 use hoard_transport::tcp::{ConnectOptions, TcpTransport};
-use hoard_transport::wire::{FileKey, Payload, Reply, Request, Response, Status};
+use hoard_transport::wire::{FileKey, PageLocation, Payload, Reply, Request, Response, Status};
 use hoard_transport::{Transport, TransportError, TransportKind, TransportResult};
 use parking_lot::Mutex;
 
@@ -40,6 +43,8 @@ pub struct WorkerHandle {
     mapped: Mutex<Option<Arc<MappedRegions>>>,
     /// Where pages of this worker sit in its regions, as its answers to `Locate` said.
     pub(crate) locations: Mutex<LocationCache>,
+    /// Until when RDMA is not tried with this worker (its queue pair failed).
+    rdma_off_until: Mutex<Option<Instant>>,
 }
 
 /// How to connect and when to give up.
@@ -57,27 +62,90 @@ pub struct ConnectPolicy {
     pub host: Option<String>,
     /// Bytes and requests per transport.
     pub stats: Arc<TransportStats>,
+    /// This process's RDMA device, opened on first use.
+    pub rdma: Arc<RdmaDevice>,
 }
 
-/// A connection to a worker: TCP, or shared memory.
+/// The RDMA device a client reads through: opened when a worker first offers RDMA; if that
+/// fails, one log line says why and RDMA is not tried again.
+#[derive(Debug, Default)]
+pub struct RdmaDevice {
+    settings: ClientSettings,
+    device: std::sync::OnceLock<Result<Arc<ClientDevice>, String>>,
+}
+
+impl RdmaDevice {
+    /// A device to open with `settings`.
+    pub fn new(settings: ClientSettings) -> Self {
+        RdmaDevice {
+            settings,
+            device: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The device, or why there is none.
+    fn get(&self) -> Result<&Arc<ClientDevice>, &str> {
+        self.device
+            .get_or_init(|| match ClientDevice::shared(&self.settings) {
+                Ok(device) => {
+                    tracing::info!(device = device.name(), "reading through RDMA where workers offer it");
+                    Ok(device)
+                }
+                Err(e) => {
+                    tracing::info!("RDMA not used: {e}");
+                    Err(e.to_string())
+                }
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// A connection to a worker: TCP, shared memory, or TCP with an RDMA queue pair.
 #[derive(Debug)]
 pub(crate) enum Link {
     Tcp(TcpTransport),
     Shm(ShmTransport),
+    Rdma(TcpTransport, RdmaLink),
+}
+
+/// How a link reads pages itself, out of the worker's regions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Direct<'a> {
+    Shm(&'a ShmTransport),
+    Rdma(&'a TcpTransport, &'a RdmaLink),
+}
+
+impl Direct<'_> {
+    /// The worker's handshake answer.
+    pub(crate) fn hello(&self) -> &hoard_transport::wire::HelloReply {
+        match self {
+            Direct::Shm(t) => t.hello(),
+            Direct::Rdma(t, _) => t.hello(),
+        }
+    }
 }
 
 impl Link {
     fn transport(&self) -> &dyn Transport {
         match self {
-            Link::Tcp(t) => t,
+            Link::Tcp(t) | Link::Rdma(t, _) => t,
             Link::Shm(t) => t,
         }
     }
 
-    /// Send a request with no payload over this shared-memory connection, counting it.
-    pub(crate) async fn shm_call(&self, request: Request, policy: &ConnectPolicy) -> TransportResult<Response> {
+    /// The kind counted for the pages this link reads.
+    pub(crate) fn kind(&self) -> TransportKind {
+        match self {
+            Link::Rdma(..) => TransportKind::Rdma,
+            other => other.transport().kind(),
+        }
+    }
+
+    /// Send a request with no payload over this link, counting it.
+    pub(crate) async fn direct_call(&self, request: Request, policy: &ConnectPolicy) -> TransportResult<Response> {
         let reply = self.transport().call(request, Payload::default()).await?;
-        policy.stats.request(self.transport().kind(), reply.payload.len());
+        policy.stats.request(self.kind(), reply.payload.len());
         Ok(reply.message)
     }
 
@@ -85,14 +153,25 @@ impl Link {
     pub(crate) fn shm(&self) -> Option<&ShmTransport> {
         match self {
             Link::Shm(t) => Some(t),
-            Link::Tcp(_) => None,
+            Link::Tcp(_) | Link::Rdma(..) => None,
+        }
+    }
+
+    /// How this link reads pages itself, if it does (an RDMA link whose queue pair failed does
+    /// not).
+    pub(crate) fn direct(&self) -> Option<Direct<'_>> {
+        match self {
+            Link::Shm(t) => Some(Direct::Shm(t)),
+            Link::Rdma(t, r) if !r.is_failed() => Some(Direct::Rdma(t, r)),
+            Link::Rdma(..) | Link::Tcp(_) => None,
         }
     }
 }
 
 /// What a client moved over each transport: bytes of file data received, and requests sent.
-/// Page copies out of a worker's shared memory count as `shm` bytes; those done from cached
-/// locations send no request at all (`shm_cached_copies`).
+/// Page copies out of a worker's shared memory count as `shm` bytes, pages read with RDMA READs
+/// as `rdma` bytes; those done from cached locations send no request at all
+/// (`shm_cached_copies`, `rdma_cached_reads`).
 #[derive(Debug, Default)]
 pub struct TransportStats {
     tcp_bytes: AtomicU64,
@@ -100,6 +179,9 @@ pub struct TransportStats {
     shm_bytes: AtomicU64,
     shm_requests: AtomicU64,
     shm_cached_copies: AtomicU64,
+    rdma_bytes: AtomicU64,
+    rdma_requests: AtomicU64,
+    rdma_cached_reads: AtomicU64,
 }
 
 /// A snapshot of [`TransportStats`].
@@ -113,8 +195,14 @@ pub struct TransportCounts {
     pub shm_bytes: u64,
     /// Requests sent over shared-memory sockets.
     pub shm_requests: u64,
-    /// Reads served from cached page locations, with no request.
+    /// Shared-memory reads served from cached page locations, with no request.
     pub shm_cached_copies: u64,
+    /// Bytes read with one-sided RDMA READs, and payloads received over RDMA links' TCP side.
+    pub rdma_bytes: u64,
+    /// Requests sent over RDMA links' TCP side.
+    pub rdma_requests: u64,
+    /// RDMA reads done from cached page locations, with no request.
+    pub rdma_cached_reads: u64,
 }
 
 impl TransportStats {
@@ -123,6 +211,7 @@ impl TransportStats {
         let (requests, total) = match kind {
             TransportKind::Shm => (&self.shm_requests, &self.shm_bytes),
             TransportKind::Tcp => (&self.tcp_requests, &self.tcp_bytes),
+            TransportKind::Rdma => (&self.rdma_requests, &self.rdma_bytes),
         };
         requests.fetch_add(1, Ordering::Relaxed);
         total.fetch_add(bytes, Ordering::Relaxed);
@@ -130,13 +219,18 @@ impl TransportStats {
         ::metrics::counter!("client_bytes_read", "transport" => kind.as_str()).increment(bytes);
     }
 
-    /// Count bytes copied out of shared memory; `cached` when no request was needed.
-    pub(crate) fn copied(&self, bytes: u64, cached: bool) {
-        self.shm_bytes.fetch_add(bytes, Ordering::Relaxed);
+    /// Count bytes read out of a worker's regions (copied from shared memory, or read with
+    /// RDMA); `cached` when no request was needed.
+    pub(crate) fn copied(&self, kind: TransportKind, bytes: u64, cached: bool) {
+        let (total, reads) = match kind {
+            TransportKind::Rdma => (&self.rdma_bytes, &self.rdma_cached_reads),
+            _ => (&self.shm_bytes, &self.shm_cached_copies),
+        };
+        total.fetch_add(bytes, Ordering::Relaxed);
         if cached {
-            self.shm_cached_copies.fetch_add(1, Ordering::Relaxed);
+            reads.fetch_add(1, Ordering::Relaxed);
         }
-        ::metrics::counter!("client_bytes_read", "transport" => "shm").increment(bytes);
+        ::metrics::counter!("client_bytes_read", "transport" => kind.as_str()).increment(bytes);
     }
 
     /// The counts now.
@@ -147,6 +241,9 @@ impl TransportStats {
             shm_bytes: self.shm_bytes.load(Ordering::Relaxed),
             shm_requests: self.shm_requests.load(Ordering::Relaxed),
             shm_cached_copies: self.shm_cached_copies.load(Ordering::Relaxed),
+            rdma_bytes: self.rdma_bytes.load(Ordering::Relaxed),
+            rdma_requests: self.rdma_requests.load(Ordering::Relaxed),
+            rdma_cached_reads: self.rdma_cached_reads.load(Ordering::Relaxed),
         }
     }
 }
@@ -157,7 +254,7 @@ impl TransportStats {
 #[derive(Debug, Default)]
 pub(crate) struct LocationCache {
     instance: u64,
-    files: HashMap<FileKey, HashMap<u64, Location>>,
+    files: HashMap<FileKey, HashMap<u64, PageLocation>>,
     entries: usize,
     capacity: usize,
 }
@@ -172,16 +269,16 @@ impl LocationCache {
 
     /// The locations of pages `first..=last` of `file` in worker instance `instance`, if all
     /// are known.
-    pub(crate) fn get(&self, instance: u64, file: &FileKey, first: u64, last: u64) -> Option<Vec<(u64, Location)>> {
+    pub(crate) fn get(&self, instance: u64, file: &FileKey, first: u64, last: u64) -> Option<Vec<PageLocation>> {
         if instance != self.instance {
             return None;
         }
         let pages = self.files.get(file)?;
-        (first..=last).map(|i| pages.get(&i).map(|at| (i, *at))).collect()
+        (first..=last).map(|i| pages.get(&i).copied()).collect()
     }
 
     /// Remember where pages of `file` are in worker instance `instance`.
-    pub(crate) fn insert(&mut self, instance: u64, file: &FileKey, located: impl IntoIterator<Item = (u64, Location)>) {
+    pub(crate) fn insert(&mut self, instance: u64, file: &FileKey, located: &[PageLocation]) {
         if instance != self.instance || self.entries >= self.capacity {
             self.files.clear();
             self.entries = 0;
@@ -194,8 +291,8 @@ impl LocationCache {
             Some(pages) => pages,
             None => self.files.entry(file.clone()).or_default(),
         };
-        for (index, at) in located {
-            if pages.insert(index, at).is_none() {
+        for at in located {
+            if pages.insert(at.index, *at).is_none() {
                 self.entries += 1;
             }
         }
@@ -223,6 +320,7 @@ impl WorkerHandle {
             shm_socket: Mutex::new(None),
             mapped: Mutex::new(None),
             locations: Mutex::new(LocationCache::new(locations)),
+            rdma_off_until: Mutex::new(None),
         }
     }
 
@@ -248,14 +346,29 @@ impl WorkerHandle {
         Ok((conn, true))
     }
 
-    /// The next pooled connection, if it is (or opens as) shared memory.
-    pub(crate) async fn shm_link(&self, policy: &ConnectPolicy) -> TransportResult<Option<Arc<Link>>> {
+    /// The next pooled connection, if it is (or opens as) one that reads pages itself (shared
+    /// memory, or RDMA).
+    pub(crate) async fn direct_link(&self, policy: &ConnectPolicy) -> TransportResult<Option<Arc<Link>>> {
         if policy.transport == TransportChoice::Tcp {
             return Ok(None);
         }
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let (conn, _) = self.connection(policy, slot).await?;
-        Ok(conn.shm().is_some().then_some(conn))
+        Ok(conn.direct().is_some().then_some(conn))
+    }
+
+    /// After an RDMA read failed: read from this worker over TCP for a while (the pooled links
+    /// are reopened, without RDMA, as they are next used).
+    pub(crate) fn rdma_failed(&self, policy: &ConnectPolicy, e: &impl std::fmt::Display) {
+        tracing::warn!(worker = %self.entry.id, "RDMA read failed, reading over TCP from this worker: {e}");
+        *self.rdma_off_until.lock() = Some(Instant::now() + policy.retry_after);
+        for slot in &self.connections {
+            if let Ok(mut guard) = slot.try_lock()
+                && guard.as_ref().is_some_and(|c| matches!(**c, Link::Rdma(..)))
+            {
+                *guard = None;
+            }
+        }
     }
 
     /// A new connection as the policy allows: through the worker's shared-memory socket when
@@ -264,6 +377,10 @@ impl WorkerHandle {
         let options = policy.options.clone();
         if policy.transport == TransportChoice::Tcp {
             return Ok(Link::Tcp(TcpTransport::connect(self.entry.addr, options).await?));
+        }
+        if policy.transport == TransportChoice::Rdma {
+            let tcp = TcpTransport::connect(self.entry.addr, options).await?;
+            return self.with_rdma(policy, tcp, true).await;
         }
         // A socket learnt earlier is tried first; if it does not answer (the worker restarted and
         // is still starting, or no longer serves shared memory), the TCP handshake, which only
@@ -297,7 +414,7 @@ impl WorkerHandle {
                     ),
                 });
             }
-            None => return Ok(Link::Tcp(tcp)),
+            None => return self.with_rdma(policy, tcp, false).await,
         };
         let known = self.mapped.lock().clone();
         match ShmTransport::connect(&socket, options.clone(), known).await {
@@ -313,6 +430,41 @@ impl WorkerHandle {
                     socket = %socket.display(),
                     "shared memory offered but not reachable, using TCP: {e}"
                 );
+                self.with_rdma(policy, tcp, false).await
+            }
+        }
+    }
+
+    /// `tcp`, with a queue pair set up on it when the worker offers RDMA and this process has a
+    /// device (`required`: or else fail).
+    async fn with_rdma(&self, policy: &ConnectPolicy, tcp: TcpTransport, required: bool) -> TransportResult<Link> {
+        let refuse = |message: String| TransportError::Refused {
+            status: Status::Unsupported,
+            message,
+        };
+        if !tcp.hello().rdma {
+            if required {
+                return Err(refuse(format!(
+                    "worker {} offers no RDMA (HOARD_TRANSPORT=rdma)",
+                    self.entry.id
+                )));
+            }
+            return Ok(Link::Tcp(tcp));
+        }
+        if !required && self.rdma_off_until.lock().is_some_and(|t| Instant::now() < t) {
+            return Ok(Link::Tcp(tcp));
+        }
+        let device = match policy.rdma.get() {
+            Ok(device) => device.clone(),
+            Err(why) if required => return Err(refuse(format!("{why} (HOARD_TRANSPORT=rdma)"))),
+            Err(_) => return Ok(Link::Tcp(tcp)),
+        };
+        match RdmaLink::connect(&tcp, &device).await {
+            Ok(link) => Ok(Link::Rdma(tcp, link)),
+            Err(e) if required => Err(refuse(format!("worker {}: {e} (HOARD_TRANSPORT=rdma)", self.entry.id))),
+            Err(e) => {
+                tracing::warn!(worker = %self.entry.id, "RDMA offered but no queue pair could be set up, using TCP: {e}");
+                *self.rdma_off_until.lock() = Some(Instant::now() + policy.retry_after);
                 Ok(Link::Tcp(tcp))
             }
         }

@@ -92,6 +92,23 @@ pub enum TransportChoice {
     Shm,
     /// TCP only.
     Tcp,
+    /// One-sided RDMA reads only (even from a worker on this host): a worker that cannot be
+    /// reached through it counts as failed.
+    Rdma,
+}
+
+/// Whether a worker serves one-sided RDMA reads (`worker.rdma`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RdmaMode {
+    /// When built with the `rdma` feature and an RDMA device is there; otherwise one log line
+    /// says why not, and clients use shared memory or TCP (default).
+    #[default]
+    Auto,
+    /// Required: the worker does not start without it.
+    On,
+    /// Never.
+    Off,
 }
 
 impl std::str::FromStr for TransportChoice {
@@ -102,8 +119,9 @@ impl std::str::FromStr for TransportChoice {
             "auto" => Ok(TransportChoice::Auto),
             "shm" => Ok(TransportChoice::Shm),
             "tcp" => Ok(TransportChoice::Tcp),
+            "rdma" => Ok(TransportChoice::Rdma),
             other => Err(ConfigError::Invalid(format!(
-                "transport `{other}`: expected auto, shm or tcp"
+                "transport `{other}`: expected auto, shm, rdma or tcp"
             ))),
         }
     }
@@ -196,6 +214,13 @@ pub struct WorkerSection {
     /// Serve clients on the worker's host through shared memory (a Unix socket that hands them
     /// the memory tier's regions).
     pub shm: bool,
+    /// Serve one-sided RDMA reads: `auto`, `on` or `off`.
+    pub rdma: RdmaMode,
+    /// RDMA devices to register the regions on (`ibv_devices` names); empty: every device.
+    pub rdma_devices: Vec<String>,
+    /// GID index to use on each device's port 1; unset: the first IPv4-mapped (RoCE v2) GID,
+    /// else index 0.
+    pub rdma_gid_index: Option<u32>,
 }
 
 impl Default for WorkerSection {
@@ -216,6 +241,9 @@ impl Default for WorkerSection {
             written_entries: 100_000,
             session_idle_timeout: Duration::from_secs(600),
             shm: true,
+            rdma: RdmaMode::Auto,
+            rdma_devices: Vec::new(),
+            rdma_gid_index: None,
         }
     }
 }
@@ -250,9 +278,19 @@ pub struct ClientSection {
     /// `request_timeout`, as a commit in `through` mode waits for the under-store.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
-    /// How reads reach workers: `auto`, `shm` or `tcp` (the `HOARD_TRANSPORT` environment
-    /// variable overrides it).
+    /// How reads reach workers: `auto`, `shm`, `rdma` or `tcp` (the `HOARD_TRANSPORT`
+    /// environment variable overrides it).
     pub transport: TransportChoice,
+    /// RDMA device to read through; unset: the first one with an active port.
+    pub rdma_device: Option<String>,
+    /// GID index on that device's port 1; unset: the first IPv4-mapped (RoCE v2) GID, else 0.
+    pub rdma_gid_index: Option<u32>,
+    /// How long a reader spins on the completion queue before it sleeps until the completion
+    /// event (a longer spin costs CPU, a shorter one a wake-up per read).
+    #[serde(with = "humantime_serde")]
+    pub rdma_busy_poll: Duration,
+    /// Registered buffers of 1 MiB that RDMA reads land in (the most bytes in flight at once).
+    pub rdma_buffers: u32,
     /// Page locations a shared-memory client remembers per worker, so that a hot page is read
     /// again with no message at all.
     pub location_cache_entries: u32,
@@ -272,6 +310,10 @@ impl Default for ClientSection {
             verify_checksums: true,
             write_timeout: Duration::from_secs(120),
             transport: TransportChoice::Auto,
+            rdma_device: None,
+            rdma_gid_index: None,
+            rdma_busy_poll: Duration::from_micros(100),
+            rdma_buffers: 16,
             location_cache_entries: 262_144,
         }
     }

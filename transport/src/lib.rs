@@ -10,7 +10,8 @@
 //! - [`region`]: registered memory regions (the huge-page arena cut into page slots), the only
 //!   module with `unsafe` code.
 //!
-//! Shared memory and RDMA transports implement the same [`Transport`] trait (later issues).
+//! - [`shm`]: shared memory with a worker on the same host (regions mapped read-only);
+//! - [`rdma`]: one-sided RDMA READs of a worker's registered regions (behind the `rdma` feature).
 //!
 //! # Example
 //! ```no_run
@@ -23,7 +24,8 @@
 //! ```
 //!
 //! # Feature flags
-//! None yet (the `rdma` transport arrives behind one).
+//! - `rdma`: the RDMA transport, through `rdma-sys` (needs libibverbs and librdmacm to build).
+//!   Without it, [`rdma`]'s constructors say RDMA is not built in, and everything else works.
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +34,7 @@ pub mod cluster;
 mod error;
 #[allow(unsafe_code)] // The mapping and views of shared memory; see the module's documentation.
 pub mod region;
+pub mod rdma;
 pub mod ring;
 pub mod shm;
 pub mod tcp;
@@ -50,6 +53,8 @@ pub enum TransportKind {
     Tcp,
     /// Control over a Unix socket, page bytes copied from the worker's shared memory.
     Shm,
+    /// Control over TCP, page bytes read with one-sided RDMA READs.
+    Rdma,
 }
 
 impl TransportKind {
@@ -58,6 +63,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Shm => "shm",
+            TransportKind::Rdma => "rdma",
         }
     }
 }

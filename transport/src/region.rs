@@ -978,3 +978,38 @@ mod tests {
         }
     }
 }
+
+/// Memory that stays mapped, at one address, for as long as the value lives: what may be
+/// registered with an RDMA device (which reads it by address, behind the compiler's back).
+///
+/// # Safety
+/// [`StableMemory::memory`] must always return the same range, and that range must stay mapped
+/// (readable; writable too when it is registered for local writes) until the value is dropped.
+pub unsafe trait StableMemory: Send + Sync + fmt::Debug {
+    /// Start and length of the memory.
+    fn memory(&self) -> (NonNull<u8>, usize);
+}
+
+/// An arena's page data, as [`StableMemory`] (holding the arena).
+#[derive(Debug)]
+pub struct ArenaData(pub Arc<Arena>);
+
+/// An arena's generation words, as [`StableMemory`] (holding the arena).
+#[derive(Debug)]
+pub struct ArenaGenerations(pub Arc<Arena>);
+
+// SAFETY: the arena's mapping is made once, never moved or resized, and unmapped only when the
+// arena (held by the `Arc`) is dropped.
+unsafe impl StableMemory for ArenaData {
+    fn memory(&self) -> (NonNull<u8>, usize) {
+        (self.0.mapping.map.ptr, self.0.mapping.map.len)
+    }
+}
+
+// SAFETY: as for `ArenaData`: the generation words' mapping lives as long as the arena.
+unsafe impl StableMemory for ArenaGenerations {
+    fn memory(&self) -> (NonNull<u8>, usize) {
+        let words = &self.0.generations.mapping.map;
+        (words.ptr, words.len)
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hoard_transport::cluster::{ClusterConfig, EvictionKind, MountEntry, S3Section, WorkerSection};
+use hoard_transport::cluster::{ClusterConfig, EvictionKind, MountEntry, RdmaMode, S3Section, WorkerSection};
 use hoard_ufs::S3Config;
 
 /// Everything one worker needs to run.
@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     pub session_idle_timeout: Duration,
     /// The shared-memory socket to serve local clients on (`None`: shared memory off).
     pub shm_socket: Option<PathBuf>,
+    /// Whether to serve one-sided RDMA reads.
+    pub rdma: RdmaMode,
+    /// Which devices and GID to serve them on.
+    pub rdma_settings: hoard_transport::rdma::ServerSettings,
     /// Directories of the NVMe tier (empty: none).
     pub nvme_dirs: Vec<PathBuf>,
     /// Bytes of the NVMe tier.
@@ -112,6 +116,9 @@ impl WorkerConfig {
             written_entries,
             session_idle_timeout,
             shm,
+            rdma,
+            rdma_devices,
+            rdma_gid_index,
         } = worker;
         let journal_dir = me.journal_dir.clone().unwrap_or_else(|| default_journal_dir(&me.id));
         let S3Section {
@@ -147,6 +154,11 @@ impl WorkerConfig {
             upload_retry_max: *upload_retry_max,
             written_entries: *written_entries as usize,
             session_idle_timeout: *session_idle_timeout,
+            rdma: *rdma,
+            rdma_settings: hoard_transport::rdma::ServerSettings {
+                devices: rdma_devices.clone(),
+                gid_index: *rdma_gid_index,
+            },
             nvme_dirs: me.nvme_dirs.clone(),
             nvme_capacity_bytes: me.nvme_capacity.as_u64(),
             shm_socket: shm.then(|| {

@@ -43,6 +43,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hoard_transport::cluster::RdmaMode;
+use hoard_transport::rdma::{RdmaError, RdmaServer};
 use hoard_transport::shm::{SharedRegion, serve_unix};
 use hoard_transport::tcp::{ServerConfig, serve};
 use hoard_transport::wire::{FrameLimits, ShmOffer};
@@ -169,11 +171,13 @@ pub async fn run(
         handshake_timeout: Duration::from_secs(10),
         instance: instance_id(),
         shm: local.as_ref().map(|l| l.offer.clone()),
+        rdma: open_rdma(&config, &service)?,
     };
     tracing::info!(
         id = %config.id,
         addr = %listener.local_addr()?,
         shm = local.as_ref().map(|l| l.offer.socket.as_str()),
+        rdma = server.rdma.is_some(),
         mounts = config.mounts.len(),
         "worker serving"
     );
@@ -235,6 +239,46 @@ fn bind_local(path: &Path, service: &WorkerService) -> Option<Local> {
     attempt()
         .inspect_err(|e| tracing::warn!("shared memory not served, local clients use TCP: {e:#}"))
         .ok()
+}
+
+/// The worker's RDMA side: its devices, with the memory tier and the NVMe tier registered.
+/// `None`, with one log line saying why, when RDMA is not served (`worker.rdma = "auto"`, or
+/// `"off"`).
+///
+/// # Errors
+/// With `worker.rdma = "on"`, when RDMA cannot be served (no device, the feature not built in,
+/// registration refused).
+fn open_rdma(config: &WorkerConfig, service: &WorkerService) -> anyhow::Result<Option<Arc<RdmaServer>>> {
+    if config.rdma == RdmaMode::Off {
+        tracing::info!("RDMA not used: worker.rdma = \"off\"");
+        return Ok(None);
+    }
+    let attempt = || -> Result<RdmaServer, RdmaError> {
+        let mut server = RdmaServer::open(&config.rdma_settings)?;
+        for region in service.rdma_regions() {
+            server.register(region.id, region.data, region.generations)?;
+        }
+        Ok(server)
+    };
+    match attempt() {
+        Ok(server) => {
+            tracing::info!(
+                devices = ?server.device_names(),
+                registered_bytes = server.registered_bytes(),
+                "RDMA served: the memory and NVMe tiers are registered for one-sided reads"
+            );
+            Ok(Some(Arc::new(server)))
+        }
+        Err(e) if config.rdma == RdmaMode::On => Err(anyhow::Error::new(e).context("worker.rdma = \"on\"")),
+        Err(e @ RdmaError::Register { .. }) => {
+            tracing::warn!("RDMA not used: {e}");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::info!("RDMA not used: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// A number that differs between two starts of a worker (time and process id, hashed).

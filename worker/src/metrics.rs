@@ -6,7 +6,7 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 18] = [
+pub(crate) const REQUEST_KINDS: [&str; 19] = [
     "hello",
     "stat",
     "list",
@@ -25,6 +25,7 @@ pub(crate) const REQUEST_KINDS: [&str; 18] = [
     "set_metadata",
     "locate",
     "lease",
+    "rdma_connect",
 ];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request
@@ -38,6 +39,9 @@ pub(crate) struct RequestMetrics {
     /// `worker.bytes_served{transport="shm"}`: bytes of the pages located for a client that
     /// copies them from shared memory.
     pub bytes_served_shm: Counter,
+    /// `worker.bytes_served{transport="rdma"}`: bytes of the pages located for a client that
+    /// reads them with one-sided RDMA READs.
+    pub bytes_served_rdma: Counter,
 }
 
 impl RequestMetrics {
@@ -53,6 +57,7 @@ impl RequestMetrics {
                 .collect(),
             bytes_served_tcp: metrics::counter!(BYTES_SERVED, "transport" => "tcp"),
             bytes_served_shm: metrics::counter!(BYTES_SERVED, "transport" => "shm"),
+            bytes_served_rdma: metrics::counter!(BYTES_SERVED, "transport" => "rdma"),
         }
     }
 

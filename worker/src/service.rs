@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hoard_transport::TransportKind;
+use hoard_transport::region::{ArenaData, ArenaGenerations, StableMemory};
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
     DeleteRequest, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES,
@@ -44,6 +46,18 @@ pub struct WorkerService {
     bytes_served: AtomicU64,
     request_metrics: RequestMetrics,
     leases: Leases,
+}
+
+/// A region to register for RDMA: its id, its memory, and its generation words with the bytes
+/// each stands for.
+#[derive(Debug)]
+pub struct RdmaRegionSource {
+    /// The id locations name it by.
+    pub id: u32,
+    /// Its bytes.
+    pub data: Arc<dyn StableMemory>,
+    /// Its generation words.
+    pub generations: Option<(Arc<dyn StableMemory>, u64)>,
 }
 
 impl WorkerService {
@@ -82,6 +96,28 @@ impl WorkerService {
         Ok(vec![hoard_transport::shm::SharedRegion::of_arena(
             self.read_path.store().arena(),
         )?])
+    }
+
+    /// The regions RDMA clients may read, by id: the memory tier's arena (with its generation
+    /// words) and each NVMe-tier data file (ids after the arena's; no generation words).
+    pub fn rdma_regions(&self) -> Vec<RdmaRegionSource> {
+        let store = self.read_path.store();
+        let arena = store.arena();
+        let mut regions = vec![RdmaRegionSource {
+            id: arena.id(),
+            data: Arc::new(ArenaData(arena.clone())),
+            generations: Some((Arc::new(ArenaGenerations(arena.clone())), arena.min_block())),
+        }];
+        if let Some(nvme) = store.nvme() {
+            for (i, file) in nvme.data_regions().into_iter().enumerate() {
+                regions.push(RdmaRegionSource {
+                    id: arena.id() + 1 + i as u32,
+                    data: file,
+                    generations: None,
+                });
+            }
+        }
+        regions
     }
 
     /// Start the background work (the write path's persister); it stops with `shutdown`.
@@ -311,7 +347,7 @@ impl WorkerService {
     /// Where the range's pages sit in the memory tier's arena (misses filled first); pages not in
     /// the arena are left out, for the client to read. With `lease`, the located pages are held
     /// in their slots for that long (as long as the leases' limits allow).
-    async fn locate(&self, req: ReadRequest, lease: Option<Duration>) -> Reply {
+    async fn locate(&self, req: ReadRequest, lease: Option<Duration>, via: TransportKind) -> Reply {
         let (src, pages) = match self.pages(&req).await {
             Ok(found) => found,
             Err(reply) => return reply,
@@ -340,7 +376,10 @@ impl WorkerService {
                 }
             }
         }
-        self.request_metrics.bytes_served_shm.increment(bytes);
+        match via {
+            TransportKind::Rdma => self.request_metrics.bytes_served_rdma.increment(bytes),
+            _ => self.request_metrics.bytes_served_shm.increment(bytes),
+        }
         let lease_ms = match lease {
             Some(want) if !held.is_empty() => {
                 u32::try_from(self.leases.grant(held, want).as_millis()).unwrap_or(u32::MAX)
@@ -447,7 +486,7 @@ fn done(result: Result<(), WriteError>) -> Reply {
 }
 
 impl Handler for WorkerService {
-    async fn handle(&self, request: Request, payload: Bytes) -> Reply {
+    async fn handle(&self, request: Request, payload: Bytes, via: TransportKind) -> Reply {
         let kind_index = request_kind(&request);
         let kind = REQUEST_KINDS[kind_index];
         let span = match &request {
@@ -481,8 +520,13 @@ impl Handler for WorkerService {
                 Request::Mkdir(r) => self.mkdir(r).await,
                 Request::Sync(r) => self.sync(r).await,
                 Request::SetMetadata(r) => self.set_metadata(r).await,
-                Request::Locate(r) => self.locate(r, None).await,
-                Request::Lease(r) => self.locate(r.read, Some(Duration::from_millis(r.millis.into()))).await,
+                Request::Locate(r) => self.locate(r, None, via).await,
+                Request::Lease(r) => {
+                    self.locate(r.read, Some(Duration::from_millis(r.millis.into())), via)
+                        .await
+                }
+                // The transport answers it (it sets up the connection's queue pair).
+                Request::RdmaConnect(_) => Reply::error(Status::Unsupported, "RDMA is set up by the transport"),
                 Request::Hello(_) => Reply::error(Status::InvalidArgument, "handshake already done"),
             }
         }
@@ -519,6 +563,7 @@ fn request_kind(request: &Request) -> usize {
         Request::SetMetadata(_) => 15,
         Request::Locate(_) => 16,
         Request::Lease(_) => 17,
+        Request::RdmaConnect(_) => 18,
     }
 }
 

@@ -123,7 +123,7 @@ async fn serve_connection<H: Handler>(
             send_bare(half, id, &reply.message).await?;
             return Err(e);
         }
-        let hello = config.hello(None, regions.iter().map(|r| r.info).collect());
+        let hello = config.hello(false, regions.iter().map(|r| r.info).collect());
         let head = encode_message(id, Outgoing::Response(&Response::Hello(hello)), 0)?;
         let fds: Vec<_> = regions
             .iter()
@@ -140,7 +140,7 @@ async fn serve_connection<H: Handler>(
         256 << 10,
         Box::new(write) as BoxWrite,
     )));
-    run_requests(reader, writer, &peer, handler, &config).await;
+    run_requests(reader, writer, &peer, handler, &config, crate::TransportKind::Shm).await;
 }
 
 /// Write a message with no payload and no descriptors.

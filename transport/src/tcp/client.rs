@@ -237,6 +237,11 @@ impl TcpTransport {
         self.framed.hello.page_size
     }
 
+    /// The worker's handshake answer.
+    pub fn hello(&self) -> &HelloReply {
+        &self.framed.hello
+    }
+
     /// The worker's offer of shared memory, from the handshake (`None`: it serves none).
     pub fn shm_offer(&self) -> Option<&ShmOffer> {
         self.framed.hello.shm.as_ref()

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span};
 
 use super::{BoxRead, BoxWrite, constant_time_eq, write_frame};
+use crate::TransportKind;
 use crate::error::{TransportError, TransportResult};
+use crate::rdma::{RdmaServer, ServerQp};
 use crate::wire::{
     FrameLimits, HelloReply, Outgoing, PROTOCOL_VERSION, RawFrame, Reply, Request, Response, ShmOffer, Status,
     decode_request, read_frame,
@@ -24,8 +26,9 @@ use crate::wire::{
 
 /// Serves the requests of one worker. Implemented by the worker crate.
 pub trait Handler: Send + Sync + 'static {
-    /// Answer one request. Errors are answered as [`Response::Error`] replies, not panics.
-    fn handle(&self, request: Request, payload: Bytes) -> impl Future<Output = Reply> + Send;
+    /// Answer one request that came over a connection of kind `via` (`Rdma` for a TCP connection
+    /// that set up a queue pair). Errors are answered as [`Response::Error`] replies, not panics.
+    fn handle(&self, request: Request, payload: Bytes, via: TransportKind) -> impl Future<Output = Reply> + Send;
 }
 
 /// Settings of [`serve`].
@@ -48,18 +51,22 @@ pub struct ServerConfig {
     pub instance: u64,
     /// The shared-memory offer told to TCP clients, when the worker serves shared memory.
     pub shm: Option<ShmOffer>,
+    /// The worker's RDMA devices and registered regions, when it serves RDMA (offered to TCP
+    /// clients, which set up queue pairs with [`Request::RdmaConnect`]).
+    pub rdma: Option<Arc<RdmaServer>>,
 }
 
 impl ServerConfig {
-    /// The handshake answer of this worker, with a shared-memory offer (over TCP) or the
-    /// regions whose descriptors go with it (over the shared-memory socket).
-    pub(crate) fn hello(&self, shm: Option<ShmOffer>, regions: Vec<crate::wire::RegionInfo>) -> HelloReply {
+    /// The handshake answer of this worker: over TCP with its shared-memory and RDMA offers, over
+    /// the shared-memory socket with the regions whose descriptors go with it.
+    pub(crate) fn hello(&self, over_tcp: bool, regions: Vec<crate::wire::RegionInfo>) -> HelloReply {
         HelloReply {
             protocol_version: PROTOCOL_VERSION,
             worker_id: self.worker_id.clone(),
             page_size: self.page_size,
             instance: self.instance,
-            shm,
+            shm: if over_tcp { self.shm.clone() } else { None },
+            rdma: over_tcp && self.rdma.is_some(),
             regions,
         }
     }
@@ -126,7 +133,7 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
                 return Err(e);
             }
         };
-        let hello = config.hello(config.shm.clone(), Vec::new());
+        let hello = config.hello(true, Vec::new());
         let id = frame.header.request_id;
         if let Some((reply, e)) = refusal(&frame, &config)? {
             send_reply(&writer, id, &reply).await?;
@@ -139,7 +146,7 @@ async fn serve_connection<H: Handler>(stream: TcpStream, peer: SocketAddr, handl
         &peer.to_string(),
         &config,
     ) {
-        run_requests(reader, writer, &peer.to_string(), handler, &config).await;
+        run_requests(reader, writer, &peer.to_string(), handler, &config, TransportKind::Tcp).await;
     }
 }
 
@@ -174,8 +181,12 @@ pub(crate) async fn run_requests<H: Handler>(
     peer: &str,
     handler: Arc<H>,
     config: &ServerConfig,
+    mut via: TransportKind,
 ) {
     let inflight = Arc::new(Semaphore::new(config.max_inflight_per_connection.max(1)));
+    // The worker's end of this connection's queue pair, if the client set one up: it goes with
+    // the connection.
+    let mut _queue_pair: Option<ServerQp> = None;
     loop {
         let frame = match read_frame(&mut reader, &config.limits).await {
             Ok(Some(frame)) => frame,
@@ -187,6 +198,27 @@ pub(crate) async fn run_requests<H: Handler>(
             Ok(r) => r,
             Err(e) => return error!(%peer, "closing connection: bad frame: {e}"),
         };
+        if let Request::RdmaConnect(client) = &request {
+            let id = frame.header.request_id;
+            let reply = match (&config.rdma, via) {
+                (Some(rdma), TransportKind::Tcp | TransportKind::Rdma) => match rdma.accept(client) {
+                    Ok((connected, qp)) => {
+                        _queue_pair = Some(qp);
+                        via = TransportKind::Rdma;
+                        Reply::message(Response::RdmaConnected(connected))
+                    }
+                    Err(e) => {
+                        error!(%peer, "RDMA queue pair not set up: {e}");
+                        Reply::error(Status::Internal, format!("RDMA queue pair not set up: {e}"))
+                    }
+                },
+                _ => Reply::error(Status::Unsupported, "this worker does not serve RDMA on this connection"),
+            };
+            if let Err(e) = send_reply(&writer, id, &reply).await {
+                return debug!("failed to send a reply: {e}");
+            }
+            continue;
+        }
         let permit = inflight
             .clone()
             .acquire_owned()
@@ -194,7 +226,7 @@ pub(crate) async fn run_requests<H: Handler>(
             .expect("the semaphore is never closed");
         let (handler, writer, id) = (handler.clone(), writer.clone(), frame.header.request_id);
         let mut answer = Box::pin(async move {
-            let reply = handler.handle(request, frame.payload).await;
+            let reply = handler.handle(request, frame.payload, via).await;
             match send_reply(&writer, id, &reply).await {
                 Ok(()) => {}
                 // The reply itself could not be framed (a bug): tell the client instead of

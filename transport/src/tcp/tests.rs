@@ -15,7 +15,7 @@ use crate::{Transport, TransportError};
 pub(crate) struct Toy;
 
 impl Handler for Toy {
-    async fn handle(&self, request: Request, payload: Bytes) -> Reply {
+    async fn handle(&self, request: Request, payload: Bytes, _via: crate::TransportKind) -> Reply {
         match request {
             Request::Stat(s) if s.path.starts_with("bytes-") => {
                 let n: usize = s.path["bytes-".len()..].parse().unwrap_or(0);
@@ -61,6 +61,7 @@ pub(crate) fn toy_config(page_size: u64, instance: u64) -> ServerConfig {
         handshake_timeout: Duration::from_secs(2),
         instance,
         shm: None,
+        rdma: None,
     }
 }
 

@@ -201,6 +201,64 @@ pub enum Request {
     /// As `Locate`, and the worker holds the pages in their slots for a while: a client may lend
     /// views of them instead of copying (the zero-copy API).
     Lease(LeaseRequest),
+    /// Set up a reliable-connected queue pair with the worker, tied to this connection, for
+    /// one-sided RDMA reads of its regions (see `hoard_transport::rdma`).
+    RdmaConnect(RdmaEndpoint),
+}
+
+/// One end of a reliable-connected queue pair, as the other end needs it to connect.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RdmaEndpoint {
+    /// The queue pair's number.
+    pub qpn: u32,
+    /// Its first packet sequence number.
+    pub psn: u32,
+    /// The port's GID in use (16 bytes).
+    pub gid: Vec<u8>,
+    /// The port's LID (InfiniBand; 0 on RoCE).
+    pub lid: u16,
+    /// The port's active MTU in bytes (the path uses the smaller of the two ends').
+    pub mtu: u32,
+}
+
+/// A worker's answer to [`Request::RdmaConnect`]: its end of the queue pair and the regions the
+/// client may read.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RdmaConnected {
+    /// The RDMA device the worker's end is on.
+    pub device: String,
+    /// The worker's end.
+    pub endpoint: RdmaEndpoint,
+    /// The registered regions, by the ids page locations name.
+    pub regions: Vec<RdmaRegion>,
+}
+
+/// A registered memory region of a worker, readable with one-sided RDMA READs.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RdmaRegion {
+    /// The id page locations name it by.
+    pub id: u32,
+    /// Its address in the worker (what READs name).
+    pub addr: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its remote key.
+    pub rkey: u32,
+    /// Its generation words (one `u64` per `min_block` bytes), if it has any.
+    pub generations: Option<RdmaWords>,
+}
+
+/// Where a region's generation words are registered.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RdmaWords {
+    /// Address of the first word.
+    pub addr: u64,
+    /// Bytes of words.
+    pub len: u64,
+    /// Remote key.
+    pub rkey: u32,
+    /// Bytes of the region one word stands for.
+    pub min_block: u64,
 }
 
 /// Where the pages of a range sit, held there for `millis` (at most the worker's limit).
@@ -229,6 +287,9 @@ pub struct HelloReply {
     /// Over the shared-memory socket: the regions whose descriptors came with this reply
     /// (`SCM_RIGHTS`, two per region: data, then generation words), in order. Empty over TCP.
     pub regions: Vec<RegionInfo>,
+    /// Over TCP, when the worker serves one-sided RDMA reads: a client with an RDMA device may
+    /// ask for a queue pair on this connection ([`Request::RdmaConnect`]).
+    pub rdma: bool,
 }
 
 /// A worker's offer of its shared-memory transport, for clients on its host.
@@ -425,6 +486,8 @@ pub enum Response {
     Error(ErrorReply),
     /// Page locations.
     Located(LocateReply),
+    /// A queue pair is set up.
+    RdmaConnected(RdmaConnected),
 }
 
 /// The message kind in a frame header. The numbers are stable: never renumber or reuse one.
@@ -453,6 +516,10 @@ pub enum MessageKind {
     LocateReply = 23,
     /// [`Request::Lease`] (answered with [`Response::Located`]).
     Lease = 24,
+    /// [`Request::RdmaConnect`].
+    RdmaConnect = 26,
+    /// [`Response::RdmaConnected`].
+    RdmaConnectedReply = 27,
     /// [`Request::Status`].
     Status = 30,
     /// [`Response::Status`].
@@ -515,6 +582,7 @@ impl Request {
             Request::SetMetadata(_) => MessageKind::SetMetadata,
             Request::Locate(_) => MessageKind::Locate,
             Request::Lease(_) => MessageKind::Lease,
+            Request::RdmaConnect(_) => MessageKind::RdmaConnect,
         }
     }
 }
@@ -541,6 +609,7 @@ impl ArchivedRequest {
             ArchivedRequest::SetMetadata(_) => MessageKind::SetMetadata,
             ArchivedRequest::Locate(_) => MessageKind::Locate,
             ArchivedRequest::Lease(_) => MessageKind::Lease,
+            ArchivedRequest::RdmaConnect(_) => MessageKind::RdmaConnect,
         }
     }
 }
@@ -561,6 +630,7 @@ impl Response {
             Response::Done => MessageKind::Done,
             Response::Error(_) => MessageKind::Error,
             Response::Located(_) => MessageKind::LocateReply,
+            Response::RdmaConnected(_) => MessageKind::RdmaConnectedReply,
         }
     }
 }
@@ -581,6 +651,7 @@ impl ArchivedResponse {
             ArchivedResponse::Done => MessageKind::Done,
             ArchivedResponse::Error(_) => MessageKind::Error,
             ArchivedResponse::Located(_) => MessageKind::LocateReply,
+            ArchivedResponse::RdmaConnected(_) => MessageKind::RdmaConnectedReply,
         }
     }
 }

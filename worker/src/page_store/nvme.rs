@@ -66,7 +66,8 @@ struct Entry {
 /// One directory's files.
 #[derive(Debug)]
 struct Disk {
-    data: FileRegion,
+    /// Shared with the RDMA registration of the region.
+    data: Arc<FileRegion>,
     index: FileRegion,
 }
 
@@ -172,7 +173,7 @@ impl NvmeTier {
         let mut unused: Vec<SlotId> = Vec::new();
         for (d, dir) in config.dirs.iter().enumerate() {
             std::fs::create_dir_all(dir)?;
-            let data = FileRegion::open(&dir.join("hoard-nvme.data"), per_disk * page)?;
+            let data = Arc::new(FileRegion::open(&dir.join("hoard-nvme.data"), per_disk * page)?);
             let index = FileRegion::open(&dir.join("hoard-nvme.index"), (per_disk + 1) * RECORD)?;
             let file = u16::try_from(d).map_err(|_| invalid("too many NVMe directories".into()))?;
             let disk = Disk { data, index };
@@ -244,6 +245,11 @@ impl NvmeTier {
         ::metrics::gauge!(metrics::TIER_CAPACITY_BYTES, "tier" => "nvme").set((slots * page) as f64);
         tier.publish();
         Ok(tier)
+    }
+
+    /// The data files' mappings, one per directory (what RDMA registers).
+    pub fn data_regions(&self) -> Vec<Arc<FileRegion>> {
+        self.disks.iter().map(|d| d.data.clone()).collect()
     }
 
     /// Bytes of slots in all.

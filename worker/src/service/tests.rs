@@ -37,6 +37,7 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
                 fresh: false,
             }),
             Bytes::new(),
+            hoard_transport::TransportKind::Tcp,
         )
         .await;
     let Response::Stat(meta) = stat.message else {
@@ -52,7 +53,7 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         offset: 0,
         len: len as u64,
     };
-    let located = svc.handle(Request::Locate(req.clone()), Bytes::new()).await;
+    let located = svc.handle(Request::Locate(req.clone()), Bytes::new(), hoard_transport::TransportKind::Shm).await;
     let Response::Located(at) = located.message else {
         panic!("locate: {:?}", located.message)
     };
@@ -70,7 +71,7 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         assert_eq!(crc32c::crc32c(&page), p.crc32c, "page {}", p.index);
         copied.extend_from_slice(&page);
     }
-    let read = svc.handle(Request::Read(req.clone()), Bytes::new()).await;
+    let read = svc.handle(Request::Read(req.clone()), Bytes::new(), hoard_transport::TransportKind::Shm).await;
     assert_eq!(read.payload.into_contiguous(), copied, "the same bytes as a read");
     assert_eq!(copied, content);
 
@@ -86,7 +87,7 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         "a location outlives its page"
     );
     // Located again, it is filled again, in a slot of its own.
-    let again = svc.handle(Request::Locate(req), Bytes::new()).await;
+    let again = svc.handle(Request::Locate(req), Bytes::new(), hoard_transport::TransportKind::Shm).await;
     let Response::Located(again) = again.message else {
         panic!("locate: {:?}", again.message)
     };

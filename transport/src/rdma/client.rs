@@ -1,0 +1,471 @@
+//! Client side of RDMA: the process's device (completion queue, registered buffers, completion
+//! thread) and one queue pair per connection to a worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::server::open_port;
+use super::verbs::{
+    Buffer, BufferPool, Completion, CompletionQueue, Context, InFlight, LocalPort, ProtectionDomain, QueuePair,
+    Remote, RemoteRead, device_names,
+};
+use super::{ClientSettings, RdmaError, ReadFailure};
+use crate::Transport;
+use crate::tcp::TcpTransport;
+use crate::wire::{PageLocation, Payload, RdmaConnected, RdmaEndpoint, RdmaRegion, Request, Response};
+
+/// Bytes of page data one registered buffer holds (plus room for the generation words).
+const BUFFER_DATA: usize = 1 << 20;
+/// Most pages one chain of READs covers (two READs each).
+const MAX_CHAIN_PAGES: usize = 128;
+/// Room for the generation words at the head of a buffer.
+const WORDS_BYTES: usize = MAX_CHAIN_PAGES * 8;
+/// Send-queue depth of a client's queue pair.
+const SEND_DEPTH: u32 = 512;
+
+/// What a completion hands its waiter: the buffer, and whether the chain succeeded.
+type Done = (Buffer, Result<(), String>);
+
+/// What rides with a posted buffer: its waiter and the send-queue room it takes.
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Done>,
+    _room: OwnedSemaphorePermit,
+}
+
+/// A 24-bit starting packet sequence number, different for every queue pair.
+pub(super) fn new_psn(qpn: u32) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (xxhash_rust::xxh3::xxh3_64(format!("{nanos}-{qpn}").as_bytes()) & 0x00ff_ffff) as u32
+}
+
+/// This process's RDMA device, shared by every connection of every client in the process: one
+/// completion queue, one pool of registered buffers, one completion thread.
+#[derive(Debug)]
+pub struct ClientDevice {
+    context: Arc<Context>,
+    pd: Arc<ProtectionDomain>,
+    cq: Arc<CompletionQueue>,
+    port: LocalPort,
+    gid: [u8; 16],
+    lid: u16,
+    pool: Arc<BufferPool>,
+    table: InFlight<Waiter>,
+    busy_poll: Duration,
+    /// Held while polling the queue (one poller at a time, so completions are handed out once).
+    polling: Mutex<()>,
+    /// Readers past their spin, waiting for the completion thread.
+    sleepers: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+static DEVICES: OnceLock<Mutex<HashMap<String, Arc<ClientDevice>>>> = OnceLock::new();
+
+impl ClientDevice {
+    /// The process's device as `settings` ask (opened, with its completion thread started, on
+    /// first use; shared after).
+    ///
+    /// # Errors
+    /// [`RdmaError::Unavailable`] with the reason (no kernel stack, no device, no active port),
+    /// or a registration error (the locked-memory limit).
+    pub fn shared(settings: &ClientSettings) -> Result<Arc<ClientDevice>, RdmaError> {
+        let key = settings.device.clone().unwrap_or_default();
+        let devices = DEVICES.get_or_init(Default::default);
+        let mut devices = devices.lock();
+        if let Some(device) = devices.get(&key) {
+            return Ok(device.clone());
+        }
+        let device = Self::open(settings)?;
+        let poller = device.clone();
+        std::thread::Builder::new()
+            .name(format!("hoard-rdma-{}", device.context.name()))
+            .spawn(move || poller.completion_thread())
+            .map_err(|e| RdmaError::Verbs {
+                call: "spawn the completion thread",
+                source: e,
+            })?;
+        devices.insert(key, device.clone());
+        Ok(device)
+    }
+
+    fn open(settings: &ClientSettings) -> Result<Arc<ClientDevice>, RdmaError> {
+        let names = device_names()?;
+        let candidates: Vec<String> = match &settings.device {
+            Some(name) if names.contains(name) => vec![name.clone()],
+            Some(name) => {
+                return Err(RdmaError::Unavailable(format!(
+                    "no RDMA device named `{name}` (there are: {})",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                )));
+            }
+            None => names,
+        };
+        if candidates.is_empty() {
+            return Err(RdmaError::Unavailable("no RDMA device on this host".into()));
+        }
+        let mut why = Vec::new();
+        for name in candidates {
+            let opened = Context::open(&name).and_then(|context| {
+                let (port, gid, lid) = open_port(&context, settings.gid_index)?;
+                let pd = context.protection_domain()?;
+                let cq = context.completion_queue(4096, true)?;
+                let pool = BufferPool::new(&pd, settings.buffers, WORDS_BYTES + BUFFER_DATA)?;
+                Ok(Arc::new(ClientDevice {
+                    context,
+                    pd,
+                    cq,
+                    port,
+                    gid,
+                    lid,
+                    pool,
+                    table: InFlight::default(),
+                    busy_poll: settings.busy_poll,
+                    polling: Mutex::new(()),
+                    sleepers: AtomicUsize::new(0),
+                    next_id: AtomicU64::new(1),
+                }))
+            });
+            match opened {
+                Ok(device) => return Ok(device),
+                Err(e @ RdmaError::Register { .. }) => return Err(e),
+                Err(e) => why.push(format!("{name}: {e}")),
+            }
+        }
+        Err(RdmaError::Unavailable(format!("no usable RDMA device ({})", why.join("; "))))
+    }
+
+    /// The device's name.
+    pub fn name(&self) -> &str {
+        self.context.name()
+    }
+
+    /// Poll the queue once and hand out what completed; `block` waits for another poller
+    /// instead of leaving it to them. Whether anything completed.
+    fn poll(&self, block: bool) -> bool {
+        let guard = if block { Some(self.polling.lock()) } else { self.polling.try_lock() };
+        let Some(_guard) = guard else {
+            return false;
+        };
+        let mut done: Vec<Completion<Waiter>> = Vec::new();
+        let mut any = false;
+        loop {
+            match self.cq.poll(&self.table, &mut done) {
+                Ok(0) => break,
+                Ok(_) => any = true,
+                Err(e) => {
+                    tracing::error!(device = self.name(), "polling the RDMA completion queue failed: {e}");
+                    break;
+                }
+            }
+        }
+        for completion in done {
+            if completion.status.is_err() {
+                // The queue pair is in error: its other requests are flushed.
+                completion.done.queue_pair().fail();
+            }
+            let (buffer, waiter) = (completion.done.buffer, completion.done.attached);
+            // A waiter that gave up (timed out) drops the buffer back into the pool here.
+            let _ = waiter.tx.send((buffer, completion.status));
+        }
+        any
+    }
+
+    /// The completion thread: sleeps on the queue's event channel, wakes for readers that
+    /// stopped spinning, hands them their completions.
+    fn completion_thread(self: Arc<Self>) {
+        loop {
+            self.cq.wait(Duration::from_millis(200));
+            self.poll(true);
+            if self.sleepers.load(Ordering::Acquire) > 0 {
+                if let Err(e) = self.cq.arm() {
+                    tracing::error!(device = self.name(), "arming the RDMA completion queue failed: {e}");
+                }
+                self.poll(true);
+            }
+        }
+    }
+
+    /// Wait for a chain's completion: spin on the queue for `busy_poll`, then sleep until the
+    /// completion thread hands it over, or `deadline`.
+    async fn wait(&self, mut rx: oneshot::Receiver<Done>, deadline: Instant) -> Result<Done, RdmaError> {
+        let spin_until = Instant::now() + self.busy_poll;
+        loop {
+            match rx.try_recv() {
+                Ok(done) => return Ok(done),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(RdmaError::Protocol("a completion was lost".into()));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= spin_until {
+                break;
+            }
+            if !self.poll(false) {
+                std::hint::spin_loop();
+            }
+        }
+        self.sleepers.fetch_add(1, Ordering::AcqRel);
+        // Armed before the last poll: a completion after that poll raises an event.
+        if let Err(e) = self.cq.arm() {
+            tracing::error!(device = self.name(), "arming the RDMA completion queue failed: {e}");
+        }
+        self.poll(true);
+        let waited = tokio::time::timeout_at(deadline.into(), &mut rx).await;
+        self.sleepers.fetch_sub(1, Ordering::AcqRel);
+        match waited {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(_)) => Err(RdmaError::Protocol("a completion was lost".into())),
+            Err(_) => Err(RdmaError::Timeout(deadline.saturating_duration_since(Instant::now()))),
+        }
+    }
+}
+
+/// A queue pair connected to one worker, tied to a TCP connection to it.
+#[derive(Debug)]
+pub struct RdmaLink {
+    device: Arc<ClientDevice>,
+    qp: Arc<QueuePair>,
+    regions: HashMap<u32, RdmaRegion>,
+    worker_device: String,
+    /// Send-queue room (two READs per page).
+    room: Arc<Semaphore>,
+    failed: AtomicBool,
+}
+
+impl Drop for RdmaLink {
+    fn drop(&mut self) {
+        // Outstanding READs (of readers that gave up) complete with a flush error, returning
+        // their buffers; the queue pair goes when the last of them has.
+        self.qp.fail();
+    }
+}
+
+/// One page of a read: where it is, and which of its bytes are wanted.
+struct Part<'a> {
+    at: &'a PageLocation,
+    from: u64,
+    to: u64,
+}
+
+impl RdmaLink {
+    /// Set up a queue pair with the worker at the other end of `tcp` (which offered RDMA in its
+    /// handshake).
+    ///
+    /// # Errors
+    /// Verbs errors, the worker refusing (its reply as [`RdmaError::Protocol`]), or the
+    /// connection failing.
+    pub async fn connect(tcp: &TcpTransport, device: &Arc<ClientDevice>) -> Result<RdmaLink, RdmaError> {
+        let qp = QueuePair::create(&device.pd, &device.cq, SEND_DEPTH, device.port.port, false)?;
+        let psn = new_psn(qp.qpn());
+        let ours = RdmaEndpoint {
+            qpn: qp.qpn(),
+            psn,
+            gid: device.gid.to_vec(),
+            lid: device.lid,
+            mtu: device.port.mtu,
+        };
+        let reply = tcp
+            .call(Request::RdmaConnect(ours), Payload::default())
+            .await
+            .map_err(|e| RdmaError::Protocol(format!("asking for a queue pair: {e}")))?;
+        let RdmaConnected {
+            device: worker_device,
+            endpoint,
+            regions,
+        } = match reply.message {
+            Response::RdmaConnected(c) => c,
+            Response::Error(e) => return Err(RdmaError::Protocol(format!("the worker refused: {}", e.message))),
+            other => return Err(RdmaError::Protocol(format!("unexpected answer {:?}", other.kind()))),
+        };
+        let gid: [u8; 16] = endpoint
+            .gid
+            .as_slice()
+            .try_into()
+            .map_err(|_| RdmaError::Protocol(format!("a GID of {} bytes", endpoint.gid.len())))?;
+        let remote = Remote {
+            qpn: endpoint.qpn,
+            psn: endpoint.psn,
+            gid,
+            lid: endpoint.lid,
+            mtu: endpoint.mtu,
+        };
+        qp.connect(device.port, &remote, psn)?;
+        Ok(RdmaLink {
+            device: device.clone(),
+            qp,
+            regions: regions.into_iter().map(|r| (r.id, r)).collect(),
+            worker_device,
+            room: Arc::new(Semaphore::new(SEND_DEPTH as usize)),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// The worker's device this link reads from.
+    pub fn worker_device(&self) -> &str {
+        &self.worker_device
+    }
+
+    /// Whether the queue pair failed (reads go another way from then on).
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    fn fail(&self, e: RdmaError) -> ReadFailure {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            self.qp.fail();
+        }
+        ReadFailure::Failed(e)
+    }
+
+    /// Append bytes `[offset, offset + len)` of a file to `buf`, read with one-sided READs from
+    /// the pages at `pages` (in order, covering the range) of a worker paging by `page_size`. On
+    /// an error `buf` is as it was.
+    ///
+    /// # Errors
+    /// [`ReadFailure::Stale`] naming the first page that was no longer there (or whose location
+    /// names no registered region); [`ReadFailure::Failed`] when the queue pair failed or the
+    /// reads did not complete by `deadline` (the link is failed then).
+    pub async fn read(
+        &self,
+        pages: &[PageLocation],
+        page_size: u64,
+        offset: u64,
+        len: u64,
+        buf: &mut BytesMut,
+        deadline: Instant,
+    ) -> Result<(), ReadFailure> {
+        if self.is_failed() {
+            return Err(ReadFailure::Failed(RdmaError::Completion("the queue pair failed earlier".into())));
+        }
+        let end = offset + len;
+        let mut parts = Vec::with_capacity(pages.len());
+        for at in pages {
+            let page_start = at.index * page_size;
+            let from = offset.max(page_start) - page_start;
+            let to = end.min(page_start + page_size) - page_start;
+            if to <= from || at.len < to || self.remote(at).is_none() {
+                return Err(ReadFailure::Stale(at.index));
+            }
+            parts.push(Part { at, from, to });
+        }
+        // Chains of at most MAX_CHAIN_PAGES pages and BUFFER_DATA bytes, all posted before any
+        // is waited for.
+        let mut chains: Vec<&[Part<'_>]> = Vec::new();
+        let mut rest = &parts[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < MAX_CHAIN_PAGES {
+                let size = (rest[n].to - rest[n].from) as usize;
+                if n > 0 && bytes + size > BUFFER_DATA {
+                    break;
+                }
+                bytes += size;
+                n += 1;
+            }
+            let (chain, tail) = rest.split_at(n);
+            chains.push(chain);
+            rest = tail;
+        }
+        let mut waiting = Vec::with_capacity(chains.len());
+        for chain in &chains {
+            waiting.push(self.post(chain).await?);
+        }
+        let start = buf.len();
+        let mut outcome = Ok(());
+        for (chain, rx) in chains.iter().zip(waiting) {
+            let done = self.device.wait(rx, deadline).await;
+            if outcome.is_err() {
+                continue;
+            }
+            outcome = match done {
+                Err(e) => Err(self.fail(e)),
+                Ok((_, Err(status))) => Err(self.fail(RdmaError::Completion(status))),
+                Ok((buffer, Ok(()))) => check_and_append(chain, buffer.bytes(), buf),
+            };
+        }
+        if outcome.is_err() {
+            buf.truncate(start);
+        }
+        outcome
+    }
+
+    /// Post one chain: per page, a READ of its wanted bytes then a READ of its generation word.
+    async fn post(&self, chain: &[Part<'_>]) -> Result<oneshot::Receiver<Done>, ReadFailure> {
+        let buffer = self.device.pool.get().await;
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned((chain.len() * 2) as u32)
+            .await
+            .expect("never closed");
+        let mut reads = Vec::with_capacity(chain.len() * 2);
+        let mut data_at = WORDS_BYTES;
+        for (i, part) in chain.iter().enumerate() {
+            let (region, words) = self.remote(part.at).expect("checked in `read`");
+            let n = (part.to - part.from) as usize;
+            reads.push(RemoteRead {
+                local_offset: data_at,
+                len: n as u32,
+                remote_addr: region.addr + part.at.offset + part.from,
+                rkey: region.rkey,
+            });
+            reads.push(RemoteRead {
+                local_offset: i * 8,
+                len: 8,
+                remote_addr: words.0,
+                rkey: words.1,
+            });
+            data_at += n;
+        }
+        let wr_id = self.device.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter { tx, _room: room };
+        self.qp
+            .post_reads(buffer, &reads, wr_id, waiter, &self.device.table)
+            .map_err(|(_, e)| self.fail(e))?;
+        Ok(rx)
+    }
+
+    /// The region a location names and its generation word (address, key), if the location
+    /// lies inside a registered region that has generation words.
+    fn remote(&self, at: &PageLocation) -> Option<(&RdmaRegion, (u64, u32))> {
+        let region = self.regions.get(&at.region)?;
+        let words = region.generations?;
+        let end = at.offset.checked_add(at.len)?;
+        if end > region.len || words.min_block == 0 {
+            return None;
+        }
+        let word = (at.offset / words.min_block).checked_mul(8)?;
+        if word + 8 > words.len {
+            return None;
+        }
+        Some((region, (words.addr + word, words.rkey)))
+    }
+}
+
+/// Check each page of a completed chain (its generation word, and its CRC32C when the whole page
+/// was read) and append the bytes to `buf`.
+fn check_and_append(chain: &[Part<'_>], bytes: &[u8], buf: &mut BytesMut) -> Result<(), ReadFailure> {
+    let mut data_at = WORDS_BYTES;
+    for (i, part) in chain.iter().enumerate() {
+        let word: [u8; 8] = bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes");
+        let n = (part.to - part.from) as usize;
+        let data = &bytes[data_at..data_at + n];
+        let whole = part.from == 0 && part.to == part.at.len;
+        if u64::from_ne_bytes(word) != part.at.generation || (whole && crc32c::crc32c(data) != part.at.crc32c) {
+            return Err(ReadFailure::Stale(part.at.index));
+        }
+        buf.extend_from_slice(data);
+        data_at += n;
+    }
+    Ok(())
+}
