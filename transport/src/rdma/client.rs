@@ -196,7 +196,8 @@ impl ClientDevice {
     /// Wait for a chain's completion: spin on the queue for `busy_poll`, then sleep until the
     /// completion thread hands it over, or `deadline`.
     async fn wait(&self, mut rx: oneshot::Receiver<Done>, deadline: Instant) -> Result<Done, RdmaError> {
-        let spin_until = Instant::now() + self.busy_poll;
+        let started = Instant::now();
+        let spin_until = started + self.busy_poll;
         loop {
             match rx.try_recv() {
                 Ok(done) => return Ok(done),
@@ -223,7 +224,7 @@ impl ClientDevice {
         match waited {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(_)) => Err(RdmaError::Protocol("a completion was lost".into())),
-            Err(_) => Err(RdmaError::Timeout(deadline.saturating_duration_since(Instant::now()))),
+            Err(_) => Err(RdmaError::Timeout(started.elapsed())),
         }
     }
 }
