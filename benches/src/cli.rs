@@ -33,6 +33,83 @@ pub enum Command {
     /// side with the same files on local disk and the native client; and a listing of a large
     /// directory through the mount, the CLI and local disk.
     Fuse(FuseArgs),
+    /// One-sided RDMA reads against perftest on the same device (`ib_read_lat`, `ib_read_bw`):
+    /// run inside the RDMA virtual machine (`scripts/rdma-bench.sh`).
+    Rdma(RdmaArgs),
+}
+
+/// Flags of `hoard-bench rdma`.
+#[derive(Debug, Args)]
+pub struct RdmaArgs {
+    /// The `hoard` binary that runs the worker, built with `--features rdma` (default: the
+    /// workspace's `target/release/hoard`).
+    #[arg(long, env = "HOARD_BIN")]
+    pub hoard_bin: Option<PathBuf>,
+    /// The RDMA device.
+    #[arg(long, default_value = "rxe0")]
+    pub device: String,
+    /// Size of the file.
+    #[arg(long, default_value = "32MiB")]
+    pub size: ByteSize,
+    /// Timed 4 KiB reads (and `ib_read_lat` iterations), over all rounds.
+    #[arg(long, default_value_t = 2000)]
+    pub ops: u64,
+    /// Alternating rounds: each runs `ib_read_lat`, hoard's 4 KiB reads, `ib_read_bw` and
+    /// hoard's sequential passes.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Bytes per `OpenFile::read` call of the sequential passes.
+    #[arg(long, default_value = "16MiB")]
+    pub range: ByteSize,
+    /// The client's `rdma_busy_poll` (how long a reader spins before it sleeps).
+    #[arg(long, default_value = "1ms")]
+    pub busy_poll: humantime::Duration,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What `hoard-bench rdma` runs.
+#[derive(Debug)]
+pub struct RdmaPlan {
+    /// The `hoard` binary.
+    pub hoard_bin: PathBuf,
+    /// The device.
+    pub device: String,
+    /// File size.
+    pub size_bytes: u64,
+    /// Timed 4 KiB reads.
+    pub ops: u64,
+    /// Alternating rounds.
+    pub rounds: u32,
+    /// Bytes per sequential read call.
+    pub range_bytes: u64,
+    /// The client's busy-poll time.
+    pub busy_poll: Duration,
+    /// JSON output file.
+    pub json: Option<PathBuf>,
+}
+
+impl RdmaArgs {
+    /// The plan these flags ask for.
+    ///
+    /// # Errors
+    /// When the `hoard` binary is not found.
+    pub fn resolve(self) -> anyhow::Result<RdmaPlan> {
+        if self.size.as_u64() < 1 << 20 {
+            bail!("--size must be at least 1 MiB");
+        }
+        Ok(RdmaPlan {
+            hoard_bin: hoard_bin(self.hoard_bin)?,
+            device: self.device,
+            size_bytes: self.size.as_u64(),
+            ops: self.ops.max(10),
+            rounds: self.rounds.max(1),
+            range_bytes: self.range.as_u64().max(4096),
+            busy_poll: self.busy_poll.into(),
+            json: self.json,
+        })
+    }
 }
 
 /// Flags of `hoard-bench read`.

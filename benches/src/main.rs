@@ -18,6 +18,7 @@ mod iperf;
 mod latency;
 mod memcached;
 mod procs;
+mod rdma;
 mod read;
 mod report;
 mod throughput;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             .and_then(checkpoint::run)
             .context("run the checkpoint benchmark"),
         cli::Command::Fuse(args) => args.resolve().and_then(fuse::run).context("run the FUSE benchmark"),
+        cli::Command::Rdma(args) => args.resolve().and_then(rdma::run).context("run the RDMA benchmark"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -98,6 +98,7 @@ async fn read_direct(
     len: u64,
     buf: &mut BytesMut,
     deadline: Instant,
+    verify: bool,
 ) -> DirectRead {
     match direct {
         Direct::Shm(shm) => {
@@ -110,7 +111,7 @@ async fn read_direct(
                 }
             }
         }
-        Direct::Rdma(_, rdma) => match rdma.read(pages, page_size, offset, len, buf, deadline).await {
+        Direct::Rdma(_, rdma) => match rdma.read(pages, page_size, offset, len, buf, deadline, verify).await {
             Ok(()) => DirectRead::Done,
             Err(ReadFailure::Stale(index)) => DirectRead::Stale(index),
             Err(ReadFailure::Failed(e)) => DirectRead::Failed(e.to_string()),
@@ -596,10 +597,11 @@ impl Client {
         let page_size = direct.hello().page_size;
         let (first, last) = (offset / page_size, (offset + len - 1) / page_size);
         let deadline = Instant::now() + inner.policy.request_timeout;
+        let verify = inner.config.client.verify_checksums;
         // Read the range out of the worker's regions from these locations, counting it; on a
         // stale location, forget it; on a failed link, say so (`None`).
         let read = async |pages: &[PageLocation], cached: bool, buf: &mut BytesMut| -> Option<bool> {
-            match read_direct(direct, pages, page_size, offset, len, buf, deadline).await {
+            match read_direct(direct, pages, page_size, offset, len, buf, deadline, verify).await {
                 DirectRead::Done => {
                     inner.policy.stats.copied(kind, len, cached);
                     Some(true)

@@ -122,6 +122,7 @@ impl RdmaLink {
         _: u64,
         _: &mut BytesMut,
         _: Instant,
+        _: bool,
     ) -> Result<(), ReadFailure> {
         match self.0 {}
     }

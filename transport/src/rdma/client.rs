@@ -327,8 +327,9 @@ impl RdmaLink {
     }
 
     /// Append bytes `[offset, offset + len)` of a file to `buf`, read with one-sided READs from
-    /// the pages at `pages` (in order, covering the range) of a worker paging by `page_size`. On
-    /// an error `buf` is as it was.
+    /// the pages at `pages` (in order, covering the range) of a worker paging by `page_size`;
+    /// with `verify`, the CRC32C of every page read whole is checked too. On an error `buf` is
+    /// as it was.
     ///
     /// # Errors
     /// [`ReadFailure::Stale`] naming the first page that was no longer there (or whose location
@@ -342,6 +343,7 @@ impl RdmaLink {
         len: u64,
         buf: &mut BytesMut,
         deadline: Instant,
+        verify: bool,
     ) -> Result<(), ReadFailure> {
         if self.is_failed() {
             return Err(ReadFailure::Failed(RdmaError::Completion("the queue pair failed earlier".into())));
@@ -390,7 +392,7 @@ impl RdmaLink {
             outcome = match done {
                 Err(e) => Err(self.fail(e)),
                 Ok((_, Err(status))) => Err(self.fail(RdmaError::Completion(status))),
-                Ok((buffer, Ok(()))) => check_and_append(chain, buffer.bytes(), buf),
+                Ok((buffer, Ok(()))) => check_and_append(chain, buffer.bytes(), buf, verify),
             };
         }
         if outcome.is_err() {
@@ -453,15 +455,15 @@ impl RdmaLink {
     }
 }
 
-/// Check each page of a completed chain (its generation word, and its CRC32C when the whole page
-/// was read) and append the bytes to `buf`.
-fn check_and_append(chain: &[Part<'_>], bytes: &[u8], buf: &mut BytesMut) -> Result<(), ReadFailure> {
+/// Check each page of a completed chain (its generation word, and with `verify` its CRC32C when
+/// the whole page was read) and append the bytes to `buf`.
+fn check_and_append(chain: &[Part<'_>], bytes: &[u8], buf: &mut BytesMut, verify: bool) -> Result<(), ReadFailure> {
     let mut data_at = WORDS_BYTES;
     for (i, part) in chain.iter().enumerate() {
         let word: [u8; 8] = bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes");
         let n = (part.to - part.from) as usize;
         let data = &bytes[data_at..data_at + n];
-        let whole = part.from == 0 && part.to == part.at.len;
+        let whole = verify && part.from == 0 && part.to == part.at.len;
         if u64::from_ne_bytes(word) != part.at.generation || (whole && crc32c::crc32c(data) != part.at.crc32c) {
             return Err(ReadFailure::Stale(part.at.index));
         }

@@ -150,6 +150,15 @@ impl FileRegion {
     }
 }
 
+// SAFETY: the file's mapping is made once in `open`, never remapped or resized, and unmapped
+// only when the `FileRegion` is dropped.
+unsafe impl super::StableMemory for FileRegion {
+    fn memory(&self) -> (std::ptr::NonNull<u8>, usize) {
+        let ptr = std::ptr::NonNull::new(self.map.as_mut_ptr()).expect("a mapping is never at address 0");
+        (ptr, self.map.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,11 +191,3 @@ mod tests {
     }
 }
 
-// SAFETY: the file's mapping is made once in `open`, never remapped or resized, and unmapped
-// only when the `FileRegion` is dropped.
-unsafe impl super::StableMemory for FileRegion {
-    fn memory(&self) -> (std::ptr::NonNull<u8>, usize) {
-        let ptr = std::ptr::NonNull::new(self.map.as_mut_ptr()).expect("a mapping is never at address 0");
-        (ptr, self.map.len())
-    }
-}
