@@ -117,7 +117,8 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let pages = plan.size_bytes / 4096;
     let (mut lat_ratios, mut bw_ratios, mut bw_unverified_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut all_micros, mut perf_typical, mut perf_avg, mut perf_p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut all_micros, mut perf_typical, mut perf_avg, mut perf_p99) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hoard_bw, mut hoard_bw_unverified, mut perf_bw) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..plan.rounds {
         let out = perftest("ib_read_lat", &device, &["-s", "4096", "-n", &per_round.to_string()]).await?;
@@ -128,7 +129,10 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
             let started = Instant::now();
             let got = file.read(offset, 4096).await?;
             let took = started.elapsed();
-            ensure!(got[..] == bytes[offset as usize..offset as usize + 4096], "bytes differ at {offset}");
+            ensure!(
+                got[..] == bytes[offset as usize..offset as usize + 4096],
+                "bytes differ at {offset}"
+            );
             if i >= per_round / 10 {
                 micros.push(took.as_secs_f64() * 1e6);
             }
@@ -136,14 +140,19 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
         let p50 = percentile(&mut micros, 0.5);
         lat_ratios.push(p50 / typical);
         all_micros.extend(micros);
-        (perf_typical.push(typical), perf_avg.push(avg), perf_p99.push(p99));
+        perf_typical.push(typical);
+        perf_avg.push(avg);
+        perf_p99.push(p99);
 
         let out = perftest("ib_read_bw", &device, &["-s", "1048576", "-n", "100"]).await?;
         let bw = parse_bw(&out).with_context(|| format!("parse ib_read_bw's output:\n{out}"))?;
         let verified = pass(&file, plan.size_bytes, plan.range_bytes).await?;
         let raw = pass(&unverified_file, plan.size_bytes, plan.range_bytes).await?;
-        (bw_ratios.push(verified / bw), bw_unverified_ratios.push(raw / bw));
-        (perf_bw.push(bw), hoard_bw.push(verified), hoard_bw_unverified.push(raw));
+        bw_ratios.push(verified / bw);
+        bw_unverified_ratios.push(raw / bw);
+        perf_bw.push(bw);
+        hoard_bw.push(verified);
+        hoard_bw_unverified.push(raw);
         eprintln!(
             "round {round}: 4 KiB p50 {p50:.1} us vs ib_read_lat typical {typical:.1} us; \
              {verified:.1} MB/s ({raw:.1} unverified) vs ib_read_bw {bw:.1} MB/s"
@@ -162,13 +171,35 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
     let (p50, p99) = (percentile(&mut all_micros, 0.5), percentile(&mut all_micros, 0.99));
     let avg = all_micros.iter().sum::<f64>() / all_micros.len() as f64;
     let (typical, perf_avg, perf_p99) = (median(&mut perf_typical), median(&mut perf_avg), median(&mut perf_p99));
-    let (hoard_mb_s, raw_mb_s, bw_mb_s) = (median(&mut hoard_bw), median(&mut hoard_bw_unverified), median(&mut perf_bw));
+    let (hoard_mb_s, raw_mb_s, bw_mb_s) = (
+        median(&mut hoard_bw),
+        median(&mut hoard_bw_unverified),
+        median(&mut perf_bw),
+    );
     let rows = vec![
-        Row::new("4 KiB read p50 (us)", p50, "ib_read_lat typical", typical, Target::AtMost(1.2)),
+        Row::new(
+            "4 KiB read p50 (us)",
+            p50,
+            "ib_read_lat typical",
+            typical,
+            Target::AtMost(1.2),
+        ),
         Row::new("4 KiB read avg (us)", avg, "ib_read_lat avg", perf_avg, Target::None),
         Row::new("4 KiB read p99 (us)", p99, "ib_read_lat 99%", perf_p99, Target::None),
-        Row::new("sequential read, CRC32C checked (MB/s)", hoard_mb_s, "ib_read_bw 1 MiB", bw_mb_s, Target::AtLeast(0.9)),
-        Row::new("sequential read, unchecked (MB/s)", raw_mb_s, "ib_read_bw 1 MiB", bw_mb_s, Target::AtLeast(0.9)),
+        Row::new(
+            "sequential read, CRC32C checked (MB/s)",
+            hoard_mb_s,
+            "ib_read_bw 1 MiB",
+            bw_mb_s,
+            Target::AtLeast(0.9),
+        ),
+        Row::new(
+            "sequential read, unchecked (MB/s)",
+            raw_mb_s,
+            "ib_read_bw 1 MiB",
+            bw_mb_s,
+            Target::AtLeast(0.9),
+        ),
     ];
     println!("{}", table(&rows));
     println!(

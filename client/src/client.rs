@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use hoard_transport::cluster::{ClusterConfig, MountEntry, TransportChoice};
-use hoard_transport::region::Location;
 use hoard_transport::rdma::{ClientSettings, ReadFailure};
+use hoard_transport::region::Location;
 use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, LeaseRequest, PageLocation, ListEntry, ListReply, ListRequest, Payload, ReadRequest, Reply, Request, Response,
-    StatRequest, Status, WorkerStatus,
+    FileKey, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, PageLocation, Payload, ReadRequest, Reply,
+    Request, Response, StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 
@@ -70,7 +70,8 @@ fn copy_pages(
             return Err(page.index);
         }
         let at = Location::from(page);
-        shm.append(&at, from, (to - from) as usize, buf).map_err(|_| page.index)?;
+        shm.append(&at, from, (to - from) as usize, buf)
+            .map_err(|_| page.index)?;
     }
     if (buf.len() - start) as u64 != len {
         return Err(pages.last().map_or(0, |p| p.index));
@@ -94,8 +95,7 @@ async fn read_direct(
     direct: Direct<'_>,
     pages: &[PageLocation],
     page_size: u64,
-    offset: u64,
-    len: u64,
+    (offset, len): (u64, u64),
     buf: &mut BytesMut,
     deadline: Instant,
     verify: bool,
@@ -111,7 +111,10 @@ async fn read_direct(
                 }
             }
         }
-        Direct::Rdma(_, rdma) => match rdma.read(pages, page_size, offset, len, buf, deadline, verify).await {
+        Direct::Rdma(_, rdma) => match rdma
+            .read(pages, page_size, offset..offset + len, buf, deadline, verify)
+            .await
+        {
             Ok(()) => DirectRead::Done,
             Err(ReadFailure::Stale(index)) => DirectRead::Stale(index),
             Err(ReadFailure::Failed(e)) => DirectRead::Failed(e.to_string()),
@@ -601,7 +604,7 @@ impl Client {
         // Read the range out of the worker's regions from these locations, counting it; on a
         // stale location, forget it; on a failed link, say so (`None`).
         let read = async |pages: &[PageLocation], cached: bool, buf: &mut BytesMut| -> Option<bool> {
-            match read_direct(direct, pages, page_size, offset, len, buf, deadline, verify).await {
+            match read_direct(direct, pages, page_size, (offset, len), buf, deadline, verify).await {
                 DirectRead::Done => {
                     inner.policy.stats.copied(kind, len, cached);
                     Some(true)
@@ -632,8 +635,11 @@ impl Client {
         });
         // A slot can be reused between the answer and the copy (the page was evicted): ask again.
         for _ in 0..3 {
-            let reply =
-                tokio::time::timeout(inner.policy.request_timeout, link.direct_call(req.clone(), &inner.policy)).await;
+            let reply = tokio::time::timeout(
+                inner.policy.request_timeout,
+                link.direct_call(req.clone(), &inner.policy),
+            )
+            .await;
             let located = match reply {
                 Ok(Ok(Response::Located(l))) => l,
                 Ok(Ok(Response::Error(e))) if e.status == Status::StaleVersion as u16 => {

@@ -32,9 +32,9 @@
 
 pub mod cluster;
 mod error;
+pub mod rdma;
 #[allow(unsafe_code)] // The mapping and views of shared memory; see the module's documentation.
 pub mod region;
-pub mod rdma;
 pub mod ring;
 pub mod shm;
 pub mod tcp;

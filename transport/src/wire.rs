@@ -16,9 +16,10 @@ pub use frame::{
 };
 pub use message::{
     DeleteRequest, ErrorReply, FileKey, FileMeta, Hello, HelloReply, LeaseRequest, ListEntry, ListReply, ListRequest,
-    LoadReply, LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, RdmaConnected, RdmaEndpoint, RdmaRegion,
-    RdmaWords, ReadReply, ReadRequest, RegionInfo, RenameRequest, Request, Response, SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus,
-    WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    LoadReply, LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, RdmaConnected,
+    RdmaEndpoint, RdmaRegion, RdmaWords, ReadReply, ReadRequest, RegionInfo, RenameRequest, Request, Response,
+    SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened,
+    WriteSyncRequest,
 };
 pub use status::Status;
 

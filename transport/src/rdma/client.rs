@@ -12,8 +12,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::server::open_port;
 use super::verbs::{
-    Buffer, BufferPool, Completion, CompletionQueue, Context, InFlight, LocalPort, ProtectionDomain, QueuePair,
-    Remote, RemoteRead, device_names,
+    Buffer, BufferPool, Completion, CompletionQueue, Context, InFlight, LocalPort, ProtectionDomain, QueuePair, Remote,
+    RemoteRead, device_names,
 };
 use super::{ClientSettings, RdmaError, ReadFailure};
 use crate::Transport;
@@ -103,7 +103,11 @@ impl ClientDevice {
             Some(name) => {
                 return Err(RdmaError::Unavailable(format!(
                     "no RDMA device named `{name}` (there are: {})",
-                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
                 )));
             }
             None => names,
@@ -139,7 +143,10 @@ impl ClientDevice {
                 Err(e) => why.push(format!("{name}: {e}")),
             }
         }
-        Err(RdmaError::Unavailable(format!("no usable RDMA device ({})", why.join("; "))))
+        Err(RdmaError::Unavailable(format!(
+            "no usable RDMA device ({})",
+            why.join("; ")
+        )))
     }
 
     /// The device's name.
@@ -150,7 +157,11 @@ impl ClientDevice {
     /// Poll the queue once and hand out what completed; `block` waits for another poller
     /// instead of leaving it to them. Whether anything completed.
     fn poll(&self, block: bool) -> bool {
-        let guard = if block { Some(self.polling.lock()) } else { self.polling.try_lock() };
+        let guard = if block {
+            Some(self.polling.lock())
+        } else {
+            self.polling.try_lock()
+        };
         let Some(_guard) = guard else {
             return false;
         };
@@ -326,7 +337,7 @@ impl RdmaLink {
         ReadFailure::Failed(e)
     }
 
-    /// Append bytes `[offset, offset + len)` of a file to `buf`, read with one-sided READs from
+    /// Append bytes `range` of a file to `buf`, read with one-sided READs from
     /// the pages at `pages` (in order, covering the range) of a worker paging by `page_size`;
     /// with `verify`, the CRC32C of every page read whole is checked too. On an error `buf` is
     /// as it was.
@@ -339,16 +350,17 @@ impl RdmaLink {
         &self,
         pages: &[PageLocation],
         page_size: u64,
-        offset: u64,
-        len: u64,
+        range: std::ops::Range<u64>,
         buf: &mut BytesMut,
         deadline: Instant,
         verify: bool,
     ) -> Result<(), ReadFailure> {
         if self.is_failed() {
-            return Err(ReadFailure::Failed(RdmaError::Completion("the queue pair failed earlier".into())));
+            return Err(ReadFailure::Failed(RdmaError::Completion(
+                "the queue pair failed earlier".into(),
+            )));
         }
-        let end = offset + len;
+        let (offset, end) = (range.start, range.end);
         let mut parts = Vec::with_capacity(pages.len());
         for at in pages {
             let page_start = at.index * page_size;

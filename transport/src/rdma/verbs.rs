@@ -38,7 +38,11 @@ fn check(call: &'static str, rc: i32) -> Result<(), RdmaError> {
     if rc == 0 {
         return Ok(());
     }
-    let errno = if rc > 0 { rc } else { io::Error::last_os_error().raw_os_error().unwrap_or(-rc) };
+    let errno = if rc > 0 {
+        rc
+    } else {
+        io::Error::last_os_error().raw_os_error().unwrap_or(-rc)
+    };
     Err(RdmaError::Verbs {
         call,
         source: io::Error::from_raw_os_error(errno),
@@ -198,7 +202,11 @@ impl Context {
 
     /// A completion queue of `depth` entries, with an event channel when `events` (to sleep on
     /// instead of polling).
-    pub(crate) fn completion_queue(self: &Arc<Self>, depth: u32, events: bool) -> Result<Arc<CompletionQueue>, RdmaError> {
+    pub(crate) fn completion_queue(
+        self: &Arc<Self>,
+        depth: u32,
+        events: bool,
+    ) -> Result<Arc<CompletionQueue>, RdmaError> {
         let channel = if events {
             // SAFETY: a valid context.
             let raw = unsafe { ibv_create_comp_channel(self.raw.as_ptr()) };
@@ -444,10 +452,7 @@ impl CompletionQueue {
                     let text = unsafe { CStr::from_ptr(ibv_wc_status_str(wc.status)) };
                     Err(format!("{} (status {})", text.to_string_lossy(), wc.status))
                 };
-                out.push(Completion {
-                    done,
-                    status,
-                });
+                out.push(Completion { done, status });
             }
         }
         Ok(n as usize)
@@ -674,9 +679,11 @@ impl QueuePair {
         attached: T,
         table: &InFlight<T>,
     ) -> Result<(), (Posted<T>, RdmaError)> {
-        let fits = reads
-            .iter()
-            .all(|r| r.local_offset.checked_add(r.len as usize).is_some_and(|end| end <= buffer.capacity()));
+        let fits = reads.iter().all(|r| {
+            r.local_offset
+                .checked_add(r.len as usize)
+                .is_some_and(|end| end <= buffer.capacity())
+        });
         let posted = Posted {
             buffer,
             attached,
@@ -712,7 +719,11 @@ impl QueuePair {
             wr.wr.rdma.remote_addr = read.remote_addr;
             wr.wr.rdma.rkey = read.rkey;
             // SAFETY: `i + 1 < count` keeps the pointer inside `wrs`, which outlives the post.
-            wr.next = if i + 1 < count { unsafe { wrs_ptr.add(i + 1) } } else { ptr::null_mut() };
+            wr.next = if i + 1 < count {
+                unsafe { wrs_ptr.add(i + 1) }
+            } else {
+                ptr::null_mut()
+            };
         }
         // The buffer is the device's from here: parked in the table until the completion.
         table.insert(wr_id, posted);

@@ -212,7 +212,10 @@ pub(crate) async fn run_requests<H: Handler>(
                         Reply::error(Status::Internal, format!("RDMA queue pair not set up: {e}"))
                     }
                 },
-                _ => Reply::error(Status::Unsupported, "this worker does not serve RDMA on this connection"),
+                _ => Reply::error(
+                    Status::Unsupported,
+                    "this worker does not serve RDMA on this connection",
+                ),
             };
             if let Err(e) = send_reply(&writer, id, &reply).await {
                 return debug!("failed to send a reply: {e}");
