@@ -13,7 +13,7 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=0
 # Everything is built with the RDMA transport (it says at run time when there is no device); the
 # same features in every command, so nothing is built twice.
-FEATURES="--features hoard-cli/rdma,hoard-tests/rdma"
+FEATURES="--features hoard-cli/rdma,hoard-tests/rdma,hoard-bench/rdma"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -20,7 +20,6 @@ const RDMA: &str = "[worker]\nrdma = \"on\"\nreadahead = \"0B\"\n[client]\nconne
 fn in_rdma_vm(test: &str) -> bool {
     if std::env::var_os("RDMA_VM").is_some() {
         let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
-        assert!(hoard_transport::rdma::BUILT, "build the tests with `--features rdma`");
         if let Err(e) = hoard_transport::rdma::ClientDevice::shared(&Default::default()) {
             panic!("the VM's RDMA device cannot be opened: {e}");
         }
@@ -77,9 +76,15 @@ async fn a_thousand_random_ranges_are_read_over_rdma_byte_for_byte() {
     let counts = client.transport_counts();
     eprintln!("{counts:?}\n{}", hoard_tests::cluster::tail(&cluster.workers[0].log));
     assert!(counts.rdma_bytes > 12 * MIB as u64, "{counts:?}");
-    assert!(counts.rdma_cached_reads > 500, "hot ranges were read with no request: {counts:?}");
+    assert!(
+        counts.rdma_cached_reads > 500,
+        "hot ranges were read with no request: {counts:?}"
+    );
     assert_eq!((counts.tcp_bytes, counts.shm_bytes), (0, 0), "{counts:?}");
-    assert!(rdma_bytes_served(&cluster) > 0.0, "the worker counts located bytes under rdma");
+    assert!(
+        rdma_bytes_served(&cluster) > 0.0,
+        "the worker counts located bytes under rdma"
+    );
     cluster.assert_clean_logs();
 }
 
@@ -123,7 +128,10 @@ async fn pages_evicted_under_rdma_readers_are_never_returned_stale() {
     let evicted = cluster.metric(0, "worker_evictions");
     eprintln!("{total} verified reads over RDMA, {evicted} pages evicted meanwhile");
     assert!(total > 200, "{total} reads");
-    assert!(evicted > 200.0, "slots were reused under the readers: {evicted} evictions");
+    assert!(
+        evicted > 200.0,
+        "slots were reused under the readers: {evicted} evictions"
+    );
     cluster.assert_clean_logs();
 }
 
@@ -167,5 +175,8 @@ async fn reads_finish_over_tcp_or_the_under_store_when_a_worker_dies_mid_read() 
     let after = client.transport_counts();
     eprintln!("{reads} reads; before {before:?}; after {after:?}");
     assert!(reads > 20, "{reads} reads");
-    assert!(after.rdma_bytes > before.rdma_bytes, "the live worker kept serving over RDMA");
+    assert!(
+        after.rdma_bytes > before.rdma_bytes,
+        "the live worker kept serving over RDMA"
+    );
 }

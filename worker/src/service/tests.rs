@@ -53,7 +53,13 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         offset: 0,
         len: len as u64,
     };
-    let located = svc.handle(Request::Locate(req.clone()), Bytes::new(), hoard_transport::TransportKind::Shm).await;
+    let located = svc
+        .handle(
+            Request::Locate(req.clone()),
+            Bytes::new(),
+            hoard_transport::TransportKind::Shm,
+        )
+        .await;
     let Response::Located(at) = located.message else {
         panic!("locate: {:?}", located.message)
     };
@@ -71,7 +77,13 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         assert_eq!(crc32c::crc32c(&page), p.crc32c, "page {}", p.index);
         copied.extend_from_slice(&page);
     }
-    let read = svc.handle(Request::Read(req.clone()), Bytes::new(), hoard_transport::TransportKind::Shm).await;
+    let read = svc
+        .handle(
+            Request::Read(req.clone()),
+            Bytes::new(),
+            hoard_transport::TransportKind::Shm,
+        )
+        .await;
     assert_eq!(read.payload.into_contiguous(), copied, "the same bytes as a read");
     assert_eq!(copied, content);
 
@@ -87,7 +99,9 @@ async fn located_pages_copied_from_a_mapping_are_the_bytes_a_read_sends() {
         "a location outlives its page"
     );
     // Located again, it is filled again, in a slot of its own.
-    let again = svc.handle(Request::Locate(req), Bytes::new(), hoard_transport::TransportKind::Shm).await;
+    let again = svc
+        .handle(Request::Locate(req), Bytes::new(), hoard_transport::TransportKind::Shm)
+        .await;
     let Response::Located(again) = again.message else {
         panic!("locate: {:?}", again.message)
     };
