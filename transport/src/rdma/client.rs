@@ -484,3 +484,68 @@ fn check_and_append(chain: &[Part<'_>], bytes: &[u8], buf: &mut BytesMut, verify
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(index: u64, generation: u64, page: &[u8]) -> PageLocation {
+        PageLocation {
+            index,
+            region: 0,
+            offset: index * 8192,
+            len: page.len() as u64,
+            generation,
+            crc32c: crc32c::crc32c(page),
+        }
+    }
+
+    /// A completed chain's buffer: the generation words, then the pages' bytes.
+    fn landed(words: &[u64], parts: &[&[u8]]) -> Vec<u8> {
+        let mut buffer = vec![0u8; WORDS_BYTES];
+        for (i, w) in words.iter().enumerate() {
+            buffer[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+        }
+        for p in parts {
+            buffer.extend_from_slice(p);
+        }
+        buffer
+    }
+
+    #[test]
+    fn a_page_is_returned_only_with_its_generation_and_when_read_whole_its_crc() {
+        let (a, b) = (vec![1u8; 8192], vec![2u8; 5000]);
+        let (la, lb) = (at(0, 4, &a), at(1, 6, &b));
+        let chain = [
+            Part {
+                at: &la,
+                from: 0,
+                to: 8192,
+            },
+            Part {
+                at: &lb,
+                from: 100,
+                to: 300,
+            },
+        ];
+        let mut buf = BytesMut::new();
+        let bytes = landed(&[4, 6], &[&a, &b[100..300]]);
+        assert!(check_and_append(&chain, &bytes, &mut buf, true).is_ok());
+        assert_eq!(buf.len(), 8192 + 200);
+        assert!(buf[..8192] == a[..] && buf[8192..] == b[100..300]);
+
+        // The second page's slot was given back meanwhile: its word moved on.
+        let bytes = landed(&[4, 7], &[&a, &b[100..300]]);
+        let got = check_and_append(&chain, &bytes, &mut BytesMut::new(), true);
+        assert!(matches!(got, Err(ReadFailure::Stale(1))), "{got:?}");
+
+        // A whole page whose bytes are not the located page's (torn, or another page) fails its
+        // CRC even with the right word, unless checksums are off.
+        let mut torn = a.clone();
+        torn[5000] ^= 0xff;
+        let bytes = landed(&[4, 6], &[&torn, &b[100..300]]);
+        let got = check_and_append(&chain, &bytes, &mut BytesMut::new(), true);
+        assert!(matches!(got, Err(ReadFailure::Stale(0))), "{got:?}");
+        assert!(check_and_append(&chain, &bytes, &mut BytesMut::new(), false).is_ok());
+    }
+}
