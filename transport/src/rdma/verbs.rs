@@ -718,8 +718,8 @@ impl QueuePair {
             };
             wr.wr.rdma.remote_addr = read.remote_addr;
             wr.wr.rdma.rkey = read.rkey;
-            // SAFETY: `i + 1 < count` keeps the pointer inside `wrs`, which outlives the post.
             wr.next = if i + 1 < count {
+                // SAFETY: `i + 1 < count` keeps the pointer inside `wrs`, which outlives the post.
                 unsafe { wrs_ptr.add(i + 1) }
             } else {
                 ptr::null_mut()
