@@ -19,7 +19,10 @@ const RDMA: &str = "[worker]\nrdma = \"on\"\nreadahead = \"0B\"\n[client]\nconne
 /// Whether this runs where RDMA is (the VM); otherwise say why the test does nothing.
 fn in_rdma_vm(test: &str) -> bool {
     if std::env::var_os("RDMA_VM").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_ansi(false)
+            .try_init();
         if let Err(e) = hoard_transport::rdma::ClientDevice::shared(&Default::default()) {
             panic!("the VM's RDMA device cannot be opened: {e}");
         }
