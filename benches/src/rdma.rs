@@ -92,22 +92,24 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
     let mut worker = ChildGuard::spawn("hoard worker", command, &dir.path().join("worker.log"))?;
     worker.wait_listening(addr, Duration::from_secs(120)).await?;
     let config = ClusterConfig::parse(&text)?;
-    let client = |verify: bool| {
+    let client = |verify: bool, fence: bool| {
         let mut config = config.clone();
         config.client.verify_checksums = verify;
+        config.client.rdma_fence = fence;
         Client::builder()
             .cluster(config)
             .transport(TransportChoice::Rdma)
             .client_name("hoard-bench-rdma")
             .build()
     };
-    let (client, unverified) = (client(true)?, client(false)?);
+    let (client, unverified, unfenced) = (client(true, true)?, client(false, true)?, client(true, false)?);
     let path = "/bench/data.bin";
     client.load(path, &|_| {}).await.context("preload")?;
     let file = client.open(path).await.context("open")?;
     let unverified_file = unverified.open(path).await.context("open")?;
+    let unfenced_file = unfenced.open(path).await.context("open")?;
     // Every page once, so the clients know where each one is, and checked.
-    for f in [&file, &unverified_file] {
+    for f in [&file, &unverified_file, &unfenced_file] {
         let whole = f.read(0, plan.size_bytes).await.context("read the whole file")?;
         ensure!(whole[..] == bytes[..], "hoard returned other bytes than the file's");
     }
@@ -115,28 +117,17 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
     // Alternating rounds, so that drift of this emulated machine hits both sides alike.
     let per_round = (plan.ops / u64::from(plan.rounds)).max(10);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let pages = plan.size_bytes / 4096;
     let (mut lat_ratios, mut bw_ratios, mut bw_unverified_ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut all_micros, mut perf_typical, mut perf_avg, mut perf_p99) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut hoard_bw, mut hoard_bw_unverified, mut perf_bw) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unfenced_p50 = Vec::new();
     for round in 0..plan.rounds {
         let out = perftest("ib_read_lat", &device, &["-s", "4096", "-n", &per_round.to_string()]).await?;
         let (typical, avg, p99) = parse_lat(&out).with_context(|| format!("parse ib_read_lat's output:\n{out}"))?;
-        let mut micros = Vec::with_capacity(per_round as usize);
-        for i in 0..per_round + per_round / 10 {
-            let offset = rng.random_range(0..pages) * 4096;
-            let started = Instant::now();
-            let got = file.read(offset, 4096).await?;
-            let took = started.elapsed();
-            ensure!(
-                got[..] == bytes[offset as usize..offset as usize + 4096],
-                "bytes differ at {offset}"
-            );
-            if i >= per_round / 10 {
-                micros.push(took.as_secs_f64() * 1e6);
-            }
-        }
+        let mut micros = latency_round(&file, &bytes, &mut rng, per_round).await?;
+        let mut unfenced = latency_round(&unfenced_file, &bytes, &mut rng, per_round).await?;
+        unfenced_p50.push(percentile(&mut unfenced, 0.5));
         let p50 = percentile(&mut micros, 0.5);
         lat_ratios.push(p50 / typical);
         all_micros.extend(micros);
@@ -158,7 +149,7 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
              {verified:.1} MB/s ({raw:.1} unverified) vs ib_read_bw {bw:.1} MB/s"
         );
     }
-    for c in [&client, &unverified] {
+    for c in [&client, &unverified, &unfenced] {
         let counts = c.transport_counts();
         ensure!(
             counts.tcp_bytes == 0 && counts.rdma_bytes > 0,
@@ -180,6 +171,13 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
         Row::new(
             "4 KiB read p50 (us)",
             p50,
+            "ib_read_lat typical",
+            typical,
+            Target::AtMost(1.2),
+        ),
+        Row::new(
+            "4 KiB read p50, unfenced (us)",
+            median(&mut unfenced_p50),
             "ib_read_lat typical",
             typical,
             Target::AtMost(1.2),
@@ -229,6 +227,31 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
         write_json(&report, json)?;
     }
     Ok(())
+}
+
+/// `n` timed 4 KiB reads at random offsets (after `n / 10` untimed), each checked; microseconds.
+async fn latency_round(
+    file: &hoard_client::OpenFile,
+    bytes: &[u8],
+    rng: &mut rand::rngs::StdRng,
+    n: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let pages = bytes.len() as u64 / 4096;
+    let mut micros = Vec::with_capacity(n as usize);
+    for i in 0..n + n / 10 {
+        let offset = rng.random_range(0..pages) * 4096;
+        let started = Instant::now();
+        let got = file.read(offset, 4096).await?;
+        let took = started.elapsed();
+        ensure!(
+            got[..] == bytes[offset as usize..offset as usize + 4096],
+            "bytes differ at {offset}"
+        );
+        if i >= n / 10 {
+            micros.push(took.as_secs_f64() * 1e6);
+        }
+    }
+    Ok(micros)
 }
 
 /// One pass over the file in `range`-byte reads; MB/s.

@@ -87,6 +87,8 @@ enum DirectRead {
     Stale(u64),
     /// The link failed (RDMA): read another way.
     Failed(String),
+    /// This read cannot go this way now, the link is fine: read it another way.
+    Elsewhere,
 }
 
 /// Append bytes `[offset, offset + len)` of a file to `buf`, read out of the worker's regions
@@ -97,7 +99,7 @@ async fn read_direct(
     page_size: u64,
     (offset, len): (u64, u64),
     buf: &mut BytesMut,
-    deadline: Instant,
+    timeout: Duration,
     verify: bool,
 ) -> DirectRead {
     match direct {
@@ -112,12 +114,23 @@ async fn read_direct(
             }
         }
         Direct::Rdma(_, rdma) => match rdma
-            .read(pages, page_size, offset..offset + len, buf, deadline, verify)
+            .read(
+                pages,
+                page_size,
+                offset..offset + len,
+                buf,
+                Instant::now() + timeout,
+                verify,
+            )
             .await
         {
             Ok(()) => DirectRead::Done,
             Err(ReadFailure::Stale(index)) => DirectRead::Stale(index),
             Err(ReadFailure::Failed(e)) => DirectRead::Failed(e.to_string()),
+            Err(ReadFailure::Elsewhere(why)) => {
+                tracing::debug!("read over TCP instead of RDMA: {why}");
+                DirectRead::Elsewhere
+            }
         },
     }
 }
@@ -221,6 +234,7 @@ impl ClientBuilder {
                 gid_index: config.client.rdma_gid_index,
                 busy_poll: config.client.rdma_busy_poll,
                 buffers: config.client.rdma_buffers.max(1) as usize,
+                fence: config.client.rdma_fence,
             })),
         };
         let ufs = tokio::sync::Mutex::new(HashMap::new());
@@ -599,12 +613,12 @@ impl Client {
         let instance = direct.hello().instance;
         let page_size = direct.hello().page_size;
         let (first, last) = (offset / page_size, (offset + len - 1) / page_size);
-        let deadline = Instant::now() + inner.policy.request_timeout;
+        let timeout = inner.policy.request_timeout;
         let verify = inner.config.client.verify_checksums;
         // Read the range out of the worker's regions from these locations, counting it; on a
         // stale location, forget it; on a failed link, say so (`None`).
         let read = async |pages: &[PageLocation], cached: bool, buf: &mut BytesMut| -> Option<bool> {
-            match read_direct(direct, pages, page_size, (offset, len), buf, deadline, verify).await {
+            match read_direct(direct, pages, page_size, (offset, len), buf, timeout, verify).await {
                 DirectRead::Done => {
                     inner.policy.stats.copied(kind, len, cached);
                     Some(true)
@@ -617,6 +631,7 @@ impl Client {
                     worker.rdma_failed(&inner.policy, &e);
                     None
                 }
+                DirectRead::Elsewhere => None,
             }
         };
         let cached = worker.locations.lock().get(instance, file, first, last);

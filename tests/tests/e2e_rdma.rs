@@ -183,3 +183,30 @@ async fn reads_finish_over_tcp_or_the_under_store_when_a_worker_dies_mid_read() 
         "the live worker kept serving over RDMA"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_of_pages_larger_than_a_buffer_are_read_over_tcp_and_the_link_stays_up() {
+    if !in_rdma_vm("parts_of_pages_larger_than_a_buffer_are_read_over_tcp_and_the_link_stays_up") {
+        return;
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let files = files(data.path(), 1, 5 * MIB);
+    let (path, want) = &files[0];
+    let uri = format!("file://{}", data.path().display());
+    // 2 MiB pages: a part of more than 1 MiB of one page does not fit an RDMA buffer.
+    let extra = format!("page_size = \"2MiB\"\n{RDMA}");
+    let cluster = Cluster::start(1, &[("local", uri)], None, &extra).expect("cluster");
+    let client = cluster.client_over(TransportChoice::Rdma);
+    assert!(client.read_all(path).await.expect("read")[..] == want[..]);
+    let big = client.transport_counts();
+    assert!(big.tcp_bytes > 0, "whole 2 MiB pages went over TCP: {big:?}");
+    // Small ranges still go over RDMA: the link was not failed by the large ones.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for _ in 0..50 {
+        let offset = rng.random_range(0..want.len() - 4096);
+        check_range(&client, path, want, offset, 4096).await;
+    }
+    let after = client.transport_counts();
+    assert!(after.rdma_bytes >= big.rdma_bytes + 50 * 4096, "{big:?} -> {after:?}");
+    cluster.assert_clean_logs();
+}

@@ -221,6 +221,10 @@ pub struct WorkerSection {
     /// GID index to use on each device's port 1; unset: the first IPv4-mapped (RoCE v2) GID,
     /// else index 0.
     pub rdma_gid_index: Option<u32>,
+    /// Register the NVMe tier's files for RDMA too. Off by default: registration pins the
+    /// files' pages in memory (a tier larger than memory cannot be), and clients are handed
+    /// only memory-tier locations so far.
+    pub rdma_nvme: bool,
 }
 
 impl Default for WorkerSection {
@@ -244,6 +248,7 @@ impl Default for WorkerSection {
             rdma: RdmaMode::Auto,
             rdma_devices: Vec::new(),
             rdma_gid_index: None,
+            rdma_nvme: false,
         }
     }
 }
@@ -291,6 +296,10 @@ pub struct ClientSection {
     pub rdma_busy_poll: Duration,
     /// Registered buffers of 1 MiB that RDMA reads land in (the most bytes in flight at once).
     pub rdma_buffers: u32,
+    /// Fence the generation words' READs behind the page bytes' READs, so that the validity
+    /// check holds on any RDMA device (one more round trip per chain of READs); `false` relies
+    /// on the device executing a queue pair's READs in order, as Soft-RoCE does.
+    pub rdma_fence: bool,
     /// Page locations a shared-memory client remembers per worker, so that a hot page is read
     /// again with no message at all.
     pub location_cache_entries: u32,
@@ -314,6 +323,7 @@ impl Default for ClientSection {
             rdma_gid_index: None,
             rdma_busy_poll: Duration::from_micros(100),
             rdma_buffers: 16,
+            rdma_fence: true,
             location_cache_entries: 262_144,
         }
     }

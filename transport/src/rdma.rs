@@ -105,6 +105,12 @@ pub struct ClientSettings {
     pub busy_poll: Duration,
     /// Registered 1 MiB buffers READs land in.
     pub buffers: usize,
+    /// Post the generation words' READs after all of a chain's data READs, the first with
+    /// `IBV_SEND_FENCE`: it starts only once the data READs have completed, so the words are
+    /// read after the bytes on any device. Without it the check relies on the responder
+    /// executing a queue pair's READs in order (rxe does; a NIC that prefetches may not), and
+    /// saves a round trip per chain.
+    pub fence: bool,
 }
 
 impl Default for ClientSettings {
@@ -114,6 +120,7 @@ impl Default for ClientSettings {
             gid_index: None,
             busy_poll: Duration::from_micros(100),
             buffers: 16,
+            fence: true,
         }
     }
 }
@@ -126,6 +133,9 @@ pub enum ReadFailure {
     Stale(u64),
     /// The queue pair or the device failed (the link is failed from now on): read another way.
     Failed(RdmaError),
+    /// This read cannot go over RDMA now (a page part larger than a buffer, no free buffer in
+    /// time); the link is fine: read it another way.
+    Elsewhere(String),
 }
 
 /// Pick a port's GID: `wanted`, else the first IPv4-mapped one (RoCE v2 over IPv4), else

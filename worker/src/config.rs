@@ -67,6 +67,8 @@ pub struct WorkerConfig {
     pub rdma: RdmaMode,
     /// Which devices and GID to serve them on.
     pub rdma_settings: hoard_transport::rdma::ServerSettings,
+    /// Register the NVMe tier's files too.
+    pub rdma_nvme: bool,
     /// Directories of the NVMe tier (empty: none).
     pub nvme_dirs: Vec<PathBuf>,
     /// Bytes of the NVMe tier.
@@ -119,6 +121,7 @@ impl WorkerConfig {
             rdma,
             rdma_devices,
             rdma_gid_index,
+            rdma_nvme,
         } = worker;
         let journal_dir = me.journal_dir.clone().unwrap_or_else(|| default_journal_dir(&me.id));
         let S3Section {
@@ -159,6 +162,7 @@ impl WorkerConfig {
                 devices: rdma_devices.clone(),
                 gid_index: *rdma_gid_index,
             },
+            rdma_nvme: *rdma_nvme,
             nvme_dirs: me.nvme_dirs.clone(),
             nvme_capacity_bytes: me.nvme_capacity.as_u64(),
             shm_socket: shm.then(|| {

@@ -255,7 +255,7 @@ fn open_rdma(config: &WorkerConfig, service: &WorkerService) -> anyhow::Result<O
     }
     let attempt = || -> Result<RdmaServer, RdmaError> {
         let mut server = RdmaServer::open(&config.rdma_settings)?;
-        for region in service.rdma_regions() {
+        for region in service.rdma_regions(config.rdma_nvme) {
             server.register(region.id, region.data, region.generations)?;
         }
         Ok(server)
@@ -265,7 +265,7 @@ fn open_rdma(config: &WorkerConfig, service: &WorkerService) -> anyhow::Result<O
             tracing::info!(
                 devices = ?server.device_names(),
                 registered_bytes = server.registered_bytes(),
-                "RDMA served: the memory and NVMe tiers are registered for one-sided reads"
+                "RDMA served: the memory tier (and with worker.rdma_nvme the NVMe tier) is registered for one-sided reads"
             );
             Ok(Some(Arc::new(server)))
         }

@@ -99,8 +99,9 @@ impl WorkerService {
     }
 
     /// The regions RDMA clients may read, by id: the memory tier's arena (with its generation
-    /// words) and each NVMe-tier data file (ids after the arena's; no generation words).
-    pub fn rdma_regions(&self) -> Vec<RdmaRegionSource> {
+    /// words) and, with `nvme`, each NVMe-tier data file (ids after the arena's; no generation
+    /// words).
+    pub fn rdma_regions(&self, nvme: bool) -> Vec<RdmaRegionSource> {
         let store = self.read_path.store();
         let arena = store.arena();
         let mut regions = vec![RdmaRegionSource {
@@ -108,7 +109,7 @@ impl WorkerService {
             data: Arc::new(ArenaData(arena.clone())),
             generations: Some((Arc::new(ArenaGenerations(arena.clone())), arena.min_block())),
         }];
-        if let Some(nvme) = store.nvme() {
+        if let Some(nvme) = store.nvme().filter(|_| nvme) {
             for (i, file) in nvme.data_regions().into_iter().enumerate() {
                 regions.push(RdmaRegionSource {
                     id: arena.id() + 1 + i as u32,

@@ -60,6 +60,8 @@ pub struct ClientDevice {
     pool: Arc<BufferPool>,
     table: InFlight<Waiter>,
     busy_poll: Duration,
+    /// Fence the generation words' READs behind the bytes' (see [`ClientSettings::fence`]).
+    fence: bool,
     /// Held while polling the queue (one poller at a time, so completions are handed out once).
     polling: Mutex<()>,
     /// Readers past their spin, waiting for the completion thread.
@@ -120,7 +122,10 @@ impl ClientDevice {
             let opened = Context::open(&name).and_then(|context| {
                 let (port, gid, lid) = open_port(&context, settings.gid_index)?;
                 let pd = context.protection_domain()?;
-                let cq = context.completion_queue(4096, true)?;
+                // Room for a completion of every READ that may be outstanding (a queue pair
+                // moved to the error state flushes them all, signalled or not).
+                let depth = settings.buffers * 2 * MAX_CHAIN_PAGES + 256;
+                let cq = context.completion_queue(u32::try_from(depth).unwrap_or(u32::MAX), true)?;
                 let pool = BufferPool::new(&pd, settings.buffers, WORDS_BYTES + BUFFER_DATA)?;
                 Ok(Arc::new(ClientDevice {
                     context,
@@ -132,6 +137,7 @@ impl ClientDevice {
                     pool,
                     table: InFlight::default(),
                     busy_poll: settings.busy_poll,
+                    fence: settings.fence,
                     polling: Mutex::new(()),
                     sleepers: AtomicUsize::new(0),
                     next_id: AtomicU64::new(1),
@@ -225,18 +231,27 @@ impl ClientDevice {
             }
         }
         self.sleepers.fetch_add(1, Ordering::AcqRel);
+        // Counted down however this ends (a reader dropped while it sleeps included).
+        let _sleeping = Sleeping(&self.sleepers);
         // Armed before the last poll: a completion after that poll raises an event.
         if let Err(e) = self.cq.arm() {
             tracing::error!(device = self.name(), "arming the RDMA completion queue failed: {e}");
         }
         self.poll(true);
-        let waited = tokio::time::timeout_at(deadline.into(), &mut rx).await;
-        self.sleepers.fetch_sub(1, Ordering::AcqRel);
-        match waited {
+        match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(_)) => Err(RdmaError::Protocol("a completion was lost".into())),
             Err(_) => Err(RdmaError::Timeout(started.elapsed())),
         }
+    }
+}
+
+/// A reader sleeping until its completion is handed over.
+struct Sleeping<'a>(&'a AtomicUsize);
+
+impl Drop for Sleeping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -371,8 +386,14 @@ impl RdmaLink {
             }
             parts.push(Part { at, from, to });
         }
-        // Chains of at most MAX_CHAIN_PAGES pages and BUFFER_DATA bytes, all posted before any
-        // is waited for.
+        if let Some(big) = parts.iter().find(|p| (p.to - p.from) as usize > BUFFER_DATA) {
+            return Err(ReadFailure::Elsewhere(format!(
+                "{} bytes of page {} do not fit one {BUFFER_DATA}-byte RDMA buffer",
+                big.to - big.from,
+                big.at.index
+            )));
+        }
+        // Chains of at most MAX_CHAIN_PAGES pages and BUFFER_DATA bytes.
         let mut chains: Vec<&[Part<'_>]> = Vec::new();
         let mut rest = &parts[..];
         while !rest.is_empty() {
@@ -390,57 +411,86 @@ impl RdmaLink {
             chains.push(chain);
             rest = tail;
         }
-        let mut waiting = Vec::with_capacity(chains.len());
-        for chain in &chains {
-            waiting.push(self.post(chain).await?);
-        }
+        // In batches of as many chains as the pool has buffers, each batch's buffers taken at
+        // once, all its chains posted before any is waited for.
         let start = buf.len();
-        let mut outcome = Ok(());
-        for (chain, rx) in chains.iter().zip(waiting) {
-            let done = self.device.wait(rx, deadline).await;
-            if outcome.is_err() {
-                continue;
-            }
-            outcome = match done {
-                Err(e) => Err(self.fail(e)),
-                Ok((_, Err(status))) => Err(self.fail(RdmaError::Completion(status))),
-                Ok((buffer, Ok(()))) => check_and_append(chain, buffer.bytes(), buf, verify),
-            };
-        }
+        let outcome = self.read_chains(&chains, buf, deadline, verify).await;
         if outcome.is_err() {
             buf.truncate(start);
         }
         outcome
     }
 
-    /// Post one chain: per page, a READ of its wanted bytes then a READ of its generation word.
-    async fn post(&self, chain: &[Part<'_>]) -> Result<oneshot::Receiver<Done>, ReadFailure> {
-        let buffer = self.device.pool.get().await;
+    async fn read_chains(
+        &self,
+        chains: &[&[Part<'_>]],
+        buf: &mut BytesMut,
+        deadline: Instant,
+        verify: bool,
+    ) -> Result<(), ReadFailure> {
+        for batch in chains.chunks(self.device.pool.count()) {
+            let get = self.device.pool.get_many(batch.len());
+            let Ok(buffers) = tokio::time::timeout_at(deadline.into(), get).await else {
+                return Err(ReadFailure::Elsewhere("no free RDMA buffer in time".into()));
+            };
+            let mut waiting = Vec::with_capacity(batch.len());
+            for (chain, buffer) in batch.iter().zip(buffers) {
+                waiting.push(self.post(chain, buffer).await?);
+            }
+            let mut outcome = Ok(());
+            for (chain, rx) in batch.iter().zip(waiting) {
+                let done = self.device.wait(rx, deadline).await;
+                if outcome.is_err() {
+                    continue;
+                }
+                outcome = match done {
+                    Err(e) => Err(self.fail(e)),
+                    Ok((_, Err(status))) => Err(self.fail(RdmaError::Completion(status))),
+                    Ok((buffer, Ok(()))) => check_and_append(chain, buffer.bytes(), buf, verify),
+                };
+            }
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Post one chain into `buffer`: the READs of the pages' wanted bytes and of their generation
+    /// words, each word after its page's bytes; with `fence`, all the bytes first and the words
+    /// fenced behind them.
+    async fn post(&self, chain: &[Part<'_>], buffer: Buffer) -> Result<oneshot::Receiver<Done>, ReadFailure> {
         let room = self
             .room
             .clone()
             .acquire_many_owned((chain.len() * 2) as u32)
             .await
             .expect("never closed");
-        let mut reads = Vec::with_capacity(chain.len() * 2);
+        let mut data = Vec::with_capacity(chain.len());
+        let mut words = Vec::with_capacity(chain.len());
         let mut data_at = WORDS_BYTES;
         for (i, part) in chain.iter().enumerate() {
-            let (region, words) = self.remote(part.at).expect("checked in `read`");
+            let (region, word) = self.remote(part.at).expect("checked in `read`");
             let n = (part.to - part.from) as usize;
-            reads.push(RemoteRead {
+            data.push(RemoteRead {
                 local_offset: data_at,
                 len: n as u32,
                 remote_addr: region.addr + part.at.offset + part.from,
                 rkey: region.rkey,
+                fence: false,
             });
-            reads.push(RemoteRead {
+            words.push(RemoteRead {
                 local_offset: i * 8,
                 len: 8,
-                remote_addr: words.0,
-                rkey: words.1,
+                remote_addr: word.0,
+                rkey: word.1,
+                fence: self.device.fence && i == 0,
             });
             data_at += n;
         }
+        let reads: Vec<RemoteRead> = if self.device.fence {
+            data.into_iter().chain(words).collect()
+        } else {
+            data.into_iter().zip(words).flat_map(|(d, w)| [d, w]).collect()
+        };
         let wr_id = self.device.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter { tx, _room: room };

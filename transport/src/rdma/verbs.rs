@@ -506,6 +506,8 @@ pub(crate) struct RemoteRead {
     pub remote_addr: u64,
     /// Remote key.
     pub rkey: u32,
+    /// Start only after every earlier READ of the chain has completed (`IBV_SEND_FENCE`).
+    pub fence: bool,
 }
 
 /// A remote end to connect to.
@@ -706,16 +708,21 @@ impl QueuePair {
         let mut wrs: Vec<ibv_send_wr> = (0..reads.len()).map(|_| unsafe { std::mem::zeroed() }).collect();
         let count = wrs.len();
         let wrs_ptr = wrs.as_mut_ptr();
+        let sges_ptr = sges.as_mut_ptr();
         for (i, (wr, read)) in wrs.iter_mut().zip(reads).enumerate() {
             wr.wr_id = wr_id;
-            wr.sg_list = &mut sges[i];
+            // SAFETY: `i < count == sges.len()`; `sges` outlives the post and is not moved.
+            wr.sg_list = unsafe { sges_ptr.add(i) };
             wr.num_sge = 1;
             wr.opcode = ibv_wr_opcode::IBV_WR_RDMA_READ;
-            wr.send_flags = if i + 1 == count {
-                ibv_send_flags::IBV_SEND_SIGNALED.0
-            } else {
-                0
-            };
+            let mut flags = 0;
+            if i + 1 == count {
+                flags |= ibv_send_flags::IBV_SEND_SIGNALED.0;
+            }
+            if read.fence {
+                flags |= ibv_send_flags::IBV_SEND_FENCE.0;
+            }
+            wr.send_flags = flags;
             wr.wr.rdma.remote_addr = read.remote_addr;
             wr.wr.rdma.rkey = read.rkey;
             wr.next = if i + 1 < count {
@@ -818,6 +825,7 @@ pub(crate) struct BufferPool {
     slot: usize,
     free: Mutex<Vec<usize>>,
     permits: Arc<tokio::sync::Semaphore>,
+    count: usize,
 }
 
 impl fmt::Debug for BufferPool {
@@ -850,23 +858,38 @@ impl BufferPool {
             slot,
             free: Mutex::new((0..count).collect()),
             permits: Arc::new(tokio::sync::Semaphore::new(count)),
+            count,
         }))
     }
 
-    /// A free buffer, waiting for one when all are in use.
-    pub(crate) async fn get(self: &Arc<Self>) -> Buffer {
-        let permit = self
+    /// Buffers in the pool.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// `n` free buffers (at most [`BufferPool::count`]), taken all at once: a reader never holds
+    /// some while it waits for more, so readers cannot starve each other of buffers.
+    pub(crate) async fn get_many(self: &Arc<Self>, n: usize) -> Vec<Buffer> {
+        let n = n.clamp(1, self.count);
+        let mut permits = self
             .permits
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(n as u32)
             .await
             .expect("the pool's semaphore is never closed");
-        let index = self.free.lock().pop().expect("a permit stands for a free buffer");
-        Buffer {
-            pool: self.clone(),
-            index,
-            _permit: permit,
-        }
+        let mut singles: Vec<_> = (1..n)
+            .map(|_| permits.split(1).expect("n permits were taken"))
+            .collect();
+        singles.push(permits);
+        let mut free = self.free.lock();
+        singles
+            .into_iter()
+            .map(|permit| Buffer {
+                pool: self.clone(),
+                index: free.pop().expect("a permit stands for a free buffer"),
+                _permit: permit,
+            })
+            .collect()
     }
 }
 
