@@ -169,7 +169,7 @@ async fn run_async(plan: RdmaPlan) -> anyhow::Result<()> {
     );
     let rows = vec![
         Row::new(
-            "4 KiB read p50 (us)",
+            "4 KiB read p50, fenced (default) (us)",
             p50,
             "ib_read_lat typical",
             typical,
