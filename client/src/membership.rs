@@ -338,12 +338,25 @@ impl WorkerHandle {
     /// opened just now.
     async fn connection(&self, policy: &ConnectPolicy, slot: usize) -> TransportResult<(Arc<Link>, bool)> {
         let mut guard = self.connections[slot].lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.transport().is_closed()) {
+        if let Some(conn) = guard
+            .as_ref()
+            .filter(|c| !c.transport().is_closed() && !self.rdma_again(c, policy))
+        {
             return Ok((conn.clone(), false));
         }
         let conn = Arc::new(self.open(policy).await?);
         *guard = Some(conn.clone());
         Ok((conn, true))
+    }
+
+    /// Whether `link` is TCP only because RDMA with this worker failed a while ago, and may be
+    /// tried again now (the link is then reopened; a new failure starts a new wait).
+    fn rdma_again(&self, link: &Link, policy: &ConnectPolicy) -> bool {
+        let Link::Tcp(tcp) = link else { return false };
+        tcp.hello().rdma
+            && matches!(policy.transport, TransportChoice::Auto | TransportChoice::Rdma)
+            && self.rdma_off_until.lock().is_some_and(|t| Instant::now() >= t)
+            && policy.rdma.get().is_ok()
     }
 
     /// The next pooled connection, if it is (or opens as) one that reads pages itself (shared
@@ -460,7 +473,10 @@ impl WorkerHandle {
             Err(_) => return Ok(Link::Tcp(tcp)),
         };
         match RdmaLink::connect(&tcp, &device).await {
-            Ok(link) => Ok(Link::Rdma(tcp, link)),
+            Ok(link) => {
+                *self.rdma_off_until.lock() = None;
+                Ok(Link::Rdma(tcp, link))
+            }
             Err(e) if required => Err(refuse(format!("worker {}: {e} (HOARD_TRANSPORT=rdma)", self.entry.id))),
             Err(e) => {
                 tracing::warn!(worker = %self.entry.id, "RDMA offered but no queue pair could be set up, using TCP: {e}");

@@ -138,30 +138,33 @@ pub enum ReadFailure {
     Elsewhere(String),
 }
 
-/// Pick a port's GID: `wanted`, else the first IPv4-mapped one (RoCE v2 over IPv4), else
-/// index 0. `gids` yields `(index, gid)`.
+/// Pick a port's GID: `wanted`, else the first IPv4-mapped one (RoCE over IPv4) whose type is
+/// RoCE v2 (routable; a table may list each address twice, v1 first), else the first
+/// IPv4-mapped one of unknown type, else index 0. `gids` yields `(index, gid, is RoCE v2 if
+/// known)`.
 #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
-fn pick_gid(wanted: Option<u32>, gids: impl Iterator<Item = (u32, [u8; 16])>) -> Option<(u32, [u8; 16])> {
-    let mut first = None;
-    for (index, gid) in gids {
+fn pick_gid(wanted: Option<u32>, gids: impl Iterator<Item = (u32, [u8; 16], Option<bool>)>) -> Option<(u32, [u8; 16])> {
+    let (mut first, mut unknown) = (None, None);
+    for (index, gid, v2) in gids {
         if gid == [0; 16] {
             continue;
         }
-        if wanted == Some(index) {
-            return Some((index, gid));
-        }
-        if wanted.is_some() {
-            continue;
+        match wanted {
+            Some(w) if w == index => return Some((index, gid)),
+            Some(_) => continue,
+            None => {}
         }
         let v4_mapped = gid[..10] == [0; 10] && gid[10..12] == [0xff, 0xff];
-        if v4_mapped {
-            return Some((index, gid));
+        match (v4_mapped, v2) {
+            (true, Some(true)) => return Some((index, gid)),
+            (true, None) if unknown.is_none() => unknown = Some((index, gid)),
+            _ => {}
         }
         if index == 0 {
             first = Some((index, gid));
         }
     }
-    if wanted.is_some() { None } else { first }
+    if wanted.is_some() { None } else { unknown.or(first) }
 }
 
 #[cfg(test)]
@@ -169,17 +172,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ipv4_mapped_gid_is_preferred_unless_one_is_asked_for() {
+    fn the_ipv4_mapped_roce_v2_gid_is_preferred_unless_one_is_asked_for() {
         let link_local = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
         let mut v4 = [0u8; 16];
         v4[10] = 0xff;
         v4[11] = 0xff;
         v4[12..].copy_from_slice(&[198, 18, 0, 1]);
-        let table = || [(0, link_local), (1, v4), (2, [0; 16])].into_iter();
+        // rxe: one entry per address, type RoCE v2.
+        let table = || [(0, link_local, Some(true)), (1, v4, Some(true)), (2, [0; 16], None)].into_iter();
         assert_eq!(pick_gid(None, table()), Some((1, v4)));
         assert_eq!(pick_gid(Some(0), table()), Some((0, link_local)));
         assert_eq!(pick_gid(Some(2), table()), None, "an empty entry is not a GID");
-        assert_eq!(pick_gid(None, [(0, link_local)].into_iter()), Some((0, link_local)));
+        assert_eq!(
+            pick_gid(None, [(0, link_local, None)].into_iter()),
+            Some((0, link_local))
+        );
+        // mlx5: each address as RoCE v1, then as v2: the v2 entry wins.
+        let mlx = [
+            (0, link_local, Some(false)),
+            (1, link_local, Some(true)),
+            (2, v4, Some(false)),
+            (3, v4, Some(true)),
+        ];
+        assert_eq!(pick_gid(None, mlx.into_iter()), Some((3, v4)));
+        // Types unknown (no sysfs): the first IPv4-mapped one.
+        let unknown = [(0, link_local, None), (1, v4, None), (2, v4, None)];
+        assert_eq!(pick_gid(None, unknown.into_iter()), Some((1, v4)));
     }
 
     #[cfg(not(feature = "rdma"))]

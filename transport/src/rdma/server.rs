@@ -205,7 +205,7 @@ pub(super) fn open_port(context: &Context, gid_index: Option<u32>) -> Result<(Lo
             context.name()
         )));
     }
-    let gids = (0..info.gids).filter_map(|i| context.gid(PORT, i).ok().map(|g| (i, g)));
+    let gids = (0..info.gids).filter_map(|i| context.gid(PORT, i).ok().map(|g| (i, g, roce_v2(context.name(), i))));
     let (index, gid) = pick_gid(gid_index, gids).ok_or_else(|| {
         RdmaError::Unavailable(match gid_index {
             Some(i) => format!("{} has no GID at index {i}", context.name()),
@@ -218,4 +218,11 @@ pub(super) fn open_port(context: &Context, gid_index: Option<u32>) -> Result<(Lo
         mtu: info.mtu,
     };
     Ok((port, gid, info.lid))
+}
+
+/// Whether GID `index` of port 1 of `device` is RoCE v2, as sysfs says (`None`: it does not).
+fn roce_v2(device: &str, index: u32) -> Option<bool> {
+    let path = format!("/sys/class/infiniband/{device}/ports/{PORT}/gid_attrs/types/{index}");
+    let kind = std::fs::read_to_string(path).ok()?;
+    Some(kind.trim().eq_ignore_ascii_case("RoCE v2"))
 }

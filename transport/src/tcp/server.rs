@@ -198,10 +198,10 @@ pub(crate) async fn run_requests<H: Handler>(
             Ok(r) => r,
             Err(e) => return error!(%peer, "closing connection: bad frame: {e}"),
         };
-        if let Request::RdmaConnect(client) = &request {
+        if let Request::RdmaConnect(client) = request {
             let id = frame.header.request_id;
             let reply = match (&config.rdma, via) {
-                (Some(rdma), TransportKind::Tcp | TransportKind::Rdma) => match rdma.accept(client) {
+                (Some(rdma), TransportKind::Tcp | TransportKind::Rdma) => match accept(rdma, client).await {
                     Ok((connected, qp)) => {
                         _queue_pair = Some(qp);
                         via = TransportKind::Rdma;
@@ -255,6 +255,18 @@ pub(crate) async fn run_requests<H: Handler>(
             tokio::spawn(answer);
         }
     }
+}
+
+/// Set up the worker's end of a client's queue pair, off the runtime's threads (moving a queue
+/// pair to RTR may wait on the kernel's neighbour resolution).
+async fn accept(
+    rdma: &Arc<RdmaServer>,
+    client: crate::wire::RdmaEndpoint,
+) -> Result<(crate::wire::RdmaConnected, ServerQp), crate::rdma::RdmaError> {
+    let rdma = rdma.clone();
+    tokio::task::spawn_blocking(move || rdma.accept(&client))
+        .await
+        .unwrap_or_else(|e| Err(crate::rdma::RdmaError::Protocol(format!("the set-up task failed: {e}"))))
 }
 
 /// The handshake's first frame.
