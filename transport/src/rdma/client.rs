@@ -10,15 +10,12 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::server::open_port;
-use super::verbs::{
-    Buffer, BufferPool, Completion, CompletionQueue, Context, InFlight, LocalPort, ProtectionDomain, QueuePair, Remote,
-    RemoteRead, device_names,
-};
+use super::server::PortEnd;
+use super::verbs::{Buffer, BufferPool, Completion, InFlight, QueuePair, RemoteRead, device_names};
 use super::{ClientSettings, RdmaError, ReadFailure};
 use crate::Transport;
 use crate::tcp::TcpTransport;
-use crate::wire::{PageLocation, Payload, RdmaConnected, RdmaEndpoint, RdmaRegion, Request, Response};
+use crate::wire::{PageLocation, Payload, RdmaConnected, RdmaRegion, Request, Response};
 
 /// Bytes of page data one registered buffer holds (plus room for the generation words).
 const BUFFER_DATA: usize = 1 << 20;
@@ -51,12 +48,7 @@ pub(super) fn new_psn(qpn: u32) -> u32 {
 /// completion queue, one pool of registered buffers, one completion thread.
 #[derive(Debug)]
 pub struct ClientDevice {
-    context: Arc<Context>,
-    pd: Arc<ProtectionDomain>,
-    cq: Arc<CompletionQueue>,
-    port: LocalPort,
-    gid: [u8; 16],
-    lid: u16,
+    end: PortEnd,
     pool: Arc<BufferPool>,
     table: InFlight<Waiter>,
     busy_poll: Duration,
@@ -88,7 +80,7 @@ impl ClientDevice {
         let device = Self::open(settings)?;
         let poller = device.clone();
         std::thread::Builder::new()
-            .name(format!("hoard-rdma-{}", device.context.name()))
+            .name(format!("hoard-rdma-{}", device.end.context.name()))
             .spawn(move || poller.completion_thread())
             .map_err(|e| RdmaError::Verbs {
                 call: "spawn the completion thread",
@@ -119,21 +111,14 @@ impl ClientDevice {
         }
         let mut why = Vec::new();
         for name in candidates {
-            let opened = Context::open(&name).and_then(|context| {
-                let (port, gid, lid) = open_port(&context, settings.gid_index)?;
-                let pd = context.protection_domain()?;
-                // Room for a completion of every READ that may be outstanding (a queue pair
-                // moved to the error state flushes them all, signalled or not).
-                let depth = settings.buffers * 2 * MAX_CHAIN_PAGES + 256;
-                let cq = context.completion_queue(u32::try_from(depth).unwrap_or(u32::MAX), true)?;
-                let pool = BufferPool::new(&pd, settings.buffers, WORDS_BYTES + BUFFER_DATA)?;
+            // Room for a completion of every READ that may be outstanding (a queue pair moved to
+            // the error state flushes them all, signalled or not).
+            let depth = settings.buffers * 2 * MAX_CHAIN_PAGES + 256;
+            let depth = u32::try_from(depth).unwrap_or(u32::MAX);
+            let opened = PortEnd::open(&name, settings.gid_index, depth, true).and_then(|end| {
+                let pool = BufferPool::new(&end.pd, settings.buffers, WORDS_BYTES + BUFFER_DATA)?;
                 Ok(Arc::new(ClientDevice {
-                    context,
-                    pd,
-                    cq,
-                    port,
-                    gid,
-                    lid,
+                    end,
                     pool,
                     table: InFlight::default(),
                     busy_poll: settings.busy_poll,
@@ -157,7 +142,7 @@ impl ClientDevice {
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        self.context.name()
+        self.end.context.name()
     }
 
     /// Poll the queue once and hand out what completed; `block` waits for another poller
@@ -174,7 +159,7 @@ impl ClientDevice {
         let mut done: Vec<Completion<Waiter>> = Vec::new();
         let mut any = false;
         loop {
-            match self.cq.poll(&self.table, &mut done) {
+            match self.end.cq.poll(&self.table, &mut done) {
                 Ok(0) => break,
                 Ok(_) => any = true,
                 Err(e) => {
@@ -199,10 +184,10 @@ impl ClientDevice {
     /// stopped spinning, hands them their completions.
     fn completion_thread(self: Arc<Self>) {
         loop {
-            self.cq.wait(Duration::from_millis(200));
+            self.end.cq.wait(Duration::from_millis(200));
             self.poll(true);
             if self.sleepers.load(Ordering::Acquire) > 0 {
-                if let Err(e) = self.cq.arm() {
+                if let Err(e) = self.end.cq.arm() {
                     tracing::error!(device = self.name(), "arming the RDMA completion queue failed: {e}");
                 }
                 self.poll(true);
@@ -234,7 +219,7 @@ impl ClientDevice {
         // Counted down however this ends (a reader dropped while it sleeps included).
         let _sleeping = Sleeping(&self.sleepers);
         // Armed before the last poll: a completion after that poll raises an event.
-        if let Err(e) = self.cq.arm() {
+        if let Err(e) = self.end.cq.arm() {
             tracing::error!(device = self.name(), "arming the RDMA completion queue failed: {e}");
         }
         self.poll(true);
@@ -290,15 +275,10 @@ impl RdmaLink {
     /// Verbs errors, the worker refusing (its reply as [`RdmaError::Protocol`]), or the
     /// connection failing.
     pub async fn connect(tcp: &TcpTransport, device: &Arc<ClientDevice>) -> Result<RdmaLink, RdmaError> {
-        let qp = QueuePair::create(&device.pd, &device.cq, SEND_DEPTH, device.port.port, false)?;
+        let end = &device.end;
+        let qp = QueuePair::create(&end.pd, &end.cq, SEND_DEPTH, end.port.port, false)?;
         let psn = new_psn(qp.qpn());
-        let ours = RdmaEndpoint {
-            qpn: qp.qpn(),
-            psn,
-            gid: device.gid.to_vec(),
-            lid: device.lid,
-            mtu: device.port.mtu,
-        };
+        let ours = end.endpoint(&qp, psn);
         let reply = tcp
             .call(Request::RdmaConnect(ours), Payload::default())
             .await
@@ -312,19 +292,7 @@ impl RdmaLink {
             Response::Error(e) => return Err(RdmaError::Protocol(format!("the worker refused: {}", e.message))),
             other => return Err(RdmaError::Protocol(format!("unexpected answer {:?}", other.kind()))),
         };
-        let gid: [u8; 16] = endpoint
-            .gid
-            .as_slice()
-            .try_into()
-            .map_err(|_| RdmaError::Protocol(format!("a GID of {} bytes", endpoint.gid.len())))?;
-        let remote = Remote {
-            qpn: endpoint.qpn,
-            psn: endpoint.psn,
-            gid,
-            lid: endpoint.lid,
-            mtu: endpoint.mtu,
-        };
-        qp.connect(device.port, &remote, psn)?;
+        end.connect(&qp, &endpoint, psn)?;
         Ok(RdmaLink {
             device: device.clone(),
             qp,

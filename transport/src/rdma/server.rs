@@ -20,14 +20,72 @@ pub struct RdmaServer {
 
 #[derive(Debug)]
 struct Device {
-    context: Arc<Context>,
-    pd: Arc<ProtectionDomain>,
-    /// Never polled: a responder of READs completes nothing, but a queue pair needs a queue.
-    cq: Arc<CompletionQueue>,
-    port: LocalPort,
+    /// Its completion queue is never polled: a responder of READs completes nothing, but a queue
+    /// pair needs a queue.
+    end: PortEnd,
+    regions: Vec<Registered>,
+}
+
+/// An open device used through port 1, as either end of a queue pair uses it: the device, a
+/// protection domain, a completion queue, and the port's GID and LID.
+#[derive(Debug)]
+pub(super) struct PortEnd {
+    pub context: Arc<Context>,
+    pub pd: Arc<ProtectionDomain>,
+    pub cq: Arc<CompletionQueue>,
+    pub port: LocalPort,
     gid: [u8; 16],
     lid: u16,
-    regions: Vec<Registered>,
+}
+
+impl PortEnd {
+    /// Open device `name`, its port 1 (active, with the GID `gid_index` asks for), a protection
+    /// domain and a completion queue of `depth` entries (with an event channel if `events`).
+    pub(super) fn open(name: &str, gid_index: Option<u32>, depth: u32, events: bool) -> Result<PortEnd, RdmaError> {
+        let context = Context::open(name)?;
+        let (port, gid, lid) = open_port(&context, gid_index)?;
+        let pd = context.protection_domain()?;
+        let cq = context.completion_queue(depth, events)?;
+        Ok(PortEnd {
+            context,
+            pd,
+            cq,
+            port,
+            gid,
+            lid,
+        })
+    }
+
+    /// This end of `qp`, starting at `psn`, as the other end needs it.
+    pub(super) fn endpoint(&self, qp: &QueuePair, psn: u32) -> RdmaEndpoint {
+        RdmaEndpoint {
+            qpn: qp.qpn(),
+            psn,
+            gid: self.gid.to_vec(),
+            lid: self.lid,
+            mtu: self.port.mtu,
+        }
+    }
+
+    /// Connect `qp` (sending from `psn`) to the other end `remote`.
+    ///
+    /// # Errors
+    /// A GID that is not 16 bytes; the verbs' errors.
+    pub(super) fn connect(&self, qp: &QueuePair, remote: &RdmaEndpoint, psn: u32) -> Result<(), RdmaError> {
+        let gid: [u8; 16] = remote
+            .gid
+            .as_slice()
+            .try_into()
+            .map_err(|_| RdmaError::Protocol(format!("a GID of {} bytes", remote.gid.len())))?;
+        let remote = Remote {
+            qpn: remote.qpn,
+            psn: remote.psn,
+            gid,
+            lid: remote.lid,
+            mtu: remote.mtu,
+        };
+        qp.connect(self.port, &remote, psn)
+    }
 }
 
 #[derive(Debug)]
@@ -85,7 +143,7 @@ impl RdmaServer {
 
     /// The devices in use.
     pub fn device_names(&self) -> Vec<String> {
-        self.devices.iter().map(|d| d.context.name().to_owned()).collect()
+        self.devices.iter().map(|d| d.end.context.name().to_owned()).collect()
     }
 
     /// Register region `id` (`data`, and its generation words with the bytes each stands for) on
@@ -100,9 +158,9 @@ impl RdmaServer {
         generations: Option<(Arc<dyn StableMemory>, u64)>,
     ) -> Result<(), RdmaError> {
         for device in &mut self.devices {
-            let region = device.pd.register(data.clone(), Access::RemoteRead)?;
+            let region = device.end.pd.register(data.clone(), Access::RemoteRead)?;
             let words = match &generations {
-                Some((words, unit)) => Some((device.pd.register(words.clone(), Access::RemoteRead)?, *unit)),
+                Some((words, unit)) => Some((device.end.pd.register(words.clone(), Access::RemoteRead)?, *unit)),
                 None => None,
             };
             device.regions.push(Registered {
@@ -132,21 +190,10 @@ impl RdmaServer {
     /// A malformed endpoint, or a verbs call that fails.
     pub fn accept(&self, client: &RdmaEndpoint) -> Result<(RdmaConnected, ServerQp), RdmaError> {
         let device = &self.devices[0];
-        let gid: [u8; 16] = client
-            .gid
-            .as_slice()
-            .try_into()
-            .map_err(|_| RdmaError::Protocol(format!("a GID of {} bytes", client.gid.len())))?;
-        let qp = QueuePair::create(&device.pd, &device.cq, 1, PORT, true)?;
+        let end = &device.end;
+        let qp = QueuePair::create(&end.pd, &end.cq, 1, PORT, true)?;
         let psn = super::client::new_psn(qp.qpn());
-        let remote = Remote {
-            qpn: client.qpn,
-            psn: client.psn,
-            gid,
-            lid: client.lid,
-            mtu: client.mtu,
-        };
-        qp.connect(device.port, &remote, psn)?;
+        end.connect(&qp, client, psn)?;
         let regions = device
             .regions
             .iter()
@@ -164,14 +211,8 @@ impl RdmaServer {
             })
             .collect();
         let connected = RdmaConnected {
-            device: device.context.name().to_owned(),
-            endpoint: RdmaEndpoint {
-                qpn: qp.qpn(),
-                psn,
-                gid: device.gid.to_vec(),
-                lid: device.lid,
-                mtu: device.port.mtu,
-            },
+            device: end.context.name().to_owned(),
+            endpoint: end.endpoint(&qp, psn),
             regions,
         };
         Ok((connected, ServerQp { _qp: qp }))
@@ -180,24 +221,15 @@ impl RdmaServer {
 
 impl Device {
     fn open(name: &str, gid_index: Option<u32>) -> Result<Device, RdmaError> {
-        let context = Context::open(name)?;
-        let (port, gid, lid) = open_port(&context, gid_index)?;
-        let pd = context.protection_domain()?;
-        let cq = context.completion_queue(16, false)?;
         Ok(Device {
-            context,
-            pd,
-            cq,
-            port,
-            gid,
-            lid,
+            end: PortEnd::open(name, gid_index, 16, false)?,
             regions: Vec::new(),
         })
     }
 }
 
 /// Port 1 of `context`, if active, with the GID to use and the LID.
-pub(super) fn open_port(context: &Context, gid_index: Option<u32>) -> Result<(LocalPort, [u8; 16], u16), RdmaError> {
+fn open_port(context: &Context, gid_index: Option<u32>) -> Result<(LocalPort, [u8; 16], u16), RdmaError> {
     let info = context.port(PORT)?;
     if !info.active {
         return Err(RdmaError::Unavailable(format!(
