@@ -8,6 +8,7 @@ need_cargo
 apt_install gcc memcached iperf3 fuse3 fio rsync libibverbs-dev librdmacm-dev clang libclang-dev
 ensure_garage
 build_nodelay_shim
+python_env
 export CARGO_TERM_COLOR=never
 # CI builds once from a clean clone: incremental caches would only cost disk (several GiB).
 export CARGO_INCREMENTAL=0
@@ -35,6 +36,9 @@ log "the RDMA tests, inside the Soft-RoCE virtual machine"
 bash scripts/rdma-tests.sh
 log "the region code (the unsafe code) under valgrind memcheck"
 bash scripts/valgrind-regions.sh
+log "the Python package: the wheel built into a virtual environment, pytest against a real cluster"
+cargo build --locked -p hoard-tests --features hoard-tests/rdma --bin hoard-test-cluster
+(cd python && maturin develop --features rdma --quiet && python -m pytest -q)
 log "doc tests and docs"
 cargo test --doc --workspace --locked $FEATURES
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --locked --quiet $FEATURES

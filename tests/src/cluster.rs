@@ -162,6 +162,24 @@ impl Cluster {
         })
     }
 
+    /// As [`Cluster::start_with`], each worker with `memory` of page memory instead of 32 MiB.
+    pub fn start_sized(
+        n: usize,
+        mounts: &[Mount],
+        s3: Option<String>,
+        extra: &str,
+        memory: &str,
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_retrying(&Plan {
+            n,
+            mounts,
+            s3: s3.as_deref(),
+            extra,
+            journal_root: None,
+            memory,
+        })
+    }
+
     fn start_retrying(plan: &Plan<'_>) -> anyhow::Result<Cluster> {
         // The ports come from `free_addr`, which releases them: a test running beside this one
         // may take one before a worker binds it. Start over with new ports when that happens.

@@ -61,7 +61,11 @@ pub struct ClientDevice {
     next_id: AtomicU64,
 }
 
-static DEVICES: OnceLock<Mutex<HashMap<String, Arc<ClientDevice>>>> = OnceLock::new();
+/// The process's open devices, with the id of the process that opened them. A child forked from
+/// the process (a PyTorch `DataLoader` worker) inherits the map but not the completion threads,
+/// and must not share the parent's verbs objects: it finds another process id here, leaks the
+/// inherited devices (closing them could touch the parent's resources) and opens its own.
+static DEVICES: OnceLock<Mutex<(u32, HashMap<String, Arc<ClientDevice>>)>> = OnceLock::new();
 
 impl ClientDevice {
     /// The process's device as `settings` ask (opened, with its completion thread started, on
@@ -73,7 +77,12 @@ impl ClientDevice {
     pub fn shared(settings: &ClientSettings) -> Result<Arc<ClientDevice>, RdmaError> {
         let key = settings.device.clone().unwrap_or_default();
         let devices = DEVICES.get_or_init(Default::default);
-        let mut devices = devices.lock();
+        let mut guard = devices.lock();
+        let (pid, devices) = &mut *guard;
+        if *pid != std::process::id() {
+            std::mem::forget(std::mem::take(devices));
+            *pid = std::process::id();
+        }
         if let Some(device) = devices.get(&key) {
             return Ok(device.clone());
         }

@@ -1,0 +1,79 @@
+//! A real cluster for tests and benchmarks written outside Rust (the Python package's pytest
+//! suite and its data-loading benchmark): a Garage S3 server and `hoard worker` processes on
+//! loopback, with two mounts, `local` (a fresh directory) and `s3` (a prefix of Garage's
+//! bucket), both written through.
+//!
+//! ```text
+//! hoard-test-cluster [--workers N] [--memory SIZE] [--extra TOML]
+//! ```
+//!
+//! Once every process listens it prints `key=value` lines on stdout, ending with `ready`:
+//! `config` (the cluster config's path), `local_dir`, `s3_endpoint`, `s3_region`, `s3_bucket`,
+//! `s3_prefix`, `s3_access_key`, `s3_secret_key`. It then runs until its stdin is closed (its
+//! parent exited or is done) and stops everything, removing the data.
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, bail};
+use hoard_tests::cluster::{Cluster, Mount};
+use hoard_tests::garage::Garage;
+
+struct Args {
+    workers: usize,
+    memory: String,
+    extra: String,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        workers: 2,
+        memory: "256MiB".into(),
+        extra: String::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--workers" => args.workers = value()?.parse().context("--workers")?,
+            "--memory" => args.memory = value()?,
+            "--extra" => args.extra = value()?,
+            other => bail!("unknown argument `{other}` (see the file's header for usage)"),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let garage = Garage::start().await.context("start Garage")?;
+    let local = tempfile::Builder::new().prefix("hoard-test-local-").tempdir()?;
+    let prefix = "py";
+    let s3 = format!(
+        "endpoint = \"{}\"\nregion = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        garage.endpoint, garage.region, garage.access_key, garage.secret_key
+    );
+    let mounts = [
+        Mount::new("local", &format!("file://{}", local.path().display())),
+        Mount::new("s3", &garage.uri(prefix)),
+    ];
+    let cluster = Cluster::start_sized(args.workers, &mounts, Some(s3), &args.extra, &args.memory)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "config={}", cluster.config_path.display())?;
+    writeln!(out, "local_dir={}", local.path().display())?;
+    writeln!(out, "s3_endpoint={}", garage.endpoint)?;
+    writeln!(out, "s3_region={}", garage.region)?;
+    writeln!(out, "s3_bucket={}", garage.bucket)?;
+    writeln!(out, "s3_prefix={prefix}")?;
+    writeln!(out, "s3_access_key={}", garage.access_key)?;
+    writeln!(out, "s3_secret_key={}", garage.secret_key)?;
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
+    // Until the parent closes our stdin (or dies, which closes it too).
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(cluster);
+    drop(garage);
+    Ok(())
+}
