@@ -68,6 +68,9 @@ impl FileInfo {
 
     fn entry(mount: &str, entry: ListEntry) -> FileInfo {
         match entry {
+            // A directory's marker (the empty object `dir/` that `mkdir` leaves in an S3
+            // bucket), listed in its own directory: a directory, not a file.
+            ListEntry::File(meta) if meta.path.ends_with('/') => FileInfo::entry(mount, ListEntry::Prefix(meta.path)),
             ListEntry::File(meta) => FileInfo::file(mount, meta),
             ListEntry::Prefix(prefix) => FileInfo {
                 path: format!("/{mount}/{prefix}"),
@@ -143,6 +146,17 @@ impl Client {
         self.sessions.path().to_owned()
     }
 
+    /// The transport asked for (`None`: `HOARD_TRANSPORT`, then the config's).
+    #[getter]
+    fn transport(&self) -> Option<&'static str> {
+        self.sessions.transport().map(|t| match t {
+            TransportChoice::Auto => "auto",
+            TransportChoice::Shm => "shm",
+            TransportChoice::Tcp => "tcp",
+            TransportChoice::Rdma => "rdma",
+        })
+    }
+
     /// The mounts' names.
     #[getter]
     fn mounts(&self) -> Vec<String> {
@@ -166,7 +180,7 @@ impl Client {
     fn exists(&self, py: Python<'_>, path: String) -> PyResult<bool> {
         let found = self.sessions.get()?.run(py, async |c| match c.stat(&path).await {
             Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) if e.is_not_found() || matches!(e, hoard_client::ClientError::NoSuchMount { .. }) => Ok(false),
             Err(e) => Err(e),
         })?;
         Ok(found)
@@ -336,12 +350,26 @@ async fn fill(
     offset: u64,
     mut target: Target,
 ) -> hoard_client::ClientResult<(usize, Target)> {
+    // The bytes land in a buffer of this thread's, kept from call to call: a fresh one would be
+    // allocated and faulted in for every read (a third of the time of a 1 MiB read).
+    thread_local! {
+        static SCRATCH: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+    }
     let want = target.len() as u64;
-    let bytes = file.read_into(offset, want, BytesMut::new()).await?;
+    let mut scratch = SCRATCH.take();
+    scratch.clear();
+    let mut bytes = file.read_into(offset, want, scratch).await?;
     let n = bytes.len();
     target.slice()[..n].copy_from_slice(&bytes);
+    if bytes.capacity() <= SCRATCH_KEPT {
+        bytes.clear();
+        SCRATCH.set(bytes);
+    }
     Ok((n, target))
 }
+
+/// The largest per-thread read buffer kept between calls.
+const SCRATCH_KEPT: usize = 64 << 20;
 
 /// Log to stderr as `HOARD_LOG` (an `EnvFilter`) says, when it is set.
 fn init_logging() {

@@ -127,6 +127,11 @@ impl Sessions {
         &self.path
     }
 
+    /// The transport asked for, if any.
+    pub fn transport(&self) -> Option<TransportChoice> {
+        self.transport
+    }
+
     /// The cluster config.
     pub fn config(&self) -> &ClusterConfig {
         &self.config

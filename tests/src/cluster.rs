@@ -262,7 +262,11 @@ impl Cluster {
         let child = Command::new(hoard_bin())
             .args(["worker", "--id", &w.id, "--cluster"])
             .arg(&self.config_path)
-            .env("HOARD_LOG", "info,hoard_worker=debug")
+            // Benchmarks turn the debug lines off (`HOARD_TEST_WORKER_LOG=info`).
+            .env(
+                "HOARD_LOG",
+                std::env::var("HOARD_TEST_WORKER_LOG").unwrap_or_else(|_| "info,hoard_worker=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -58,6 +58,18 @@ async fn main() -> anyhow::Result<()> {
         Mount::new("s3", &garage.uri(prefix)),
     ];
     let cluster = Cluster::start_sized(args.workers, &mounts, Some(s3), &args.extra, &args.memory)?;
+    // A worker listens before it has mapped its memory tier (which takes a while for a large
+    // one): ready means every worker answers.
+    let client = cluster.client();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = client.cluster_status().await;
+        match status.iter().find(|(_, s)| s.is_err()) {
+            None => break,
+            Some((id, Err(e))) if std::time::Instant::now() > deadline => bail!("worker {id} does not answer: {e}"),
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "config={}", cluster.config_path.display())?;
     writeln!(out, "local_dir={}", local.path().display())?;
