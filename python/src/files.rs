@@ -142,7 +142,10 @@ impl Writer {
         if !self.session.is_current() {
             return Err(raise(
                 "HoardError",
-                format!("{}: a writer cannot be used in a forked child; open one there", self.path),
+                format!(
+                    "{}: a writer cannot be used in a forked child; open one there",
+                    self.path
+                ),
             ));
         }
         Ok(())

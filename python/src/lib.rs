@@ -3,7 +3,7 @@
 //! [`Client`] wraps the Rust client with a tokio runtime of its own. Every call that may block
 //! (on the network, a worker or the under-store) releases the GIL. Errors become the exception
 //! classes of `hoard/errors.py`. A client survives `fork`: a child process opens its own
-//! connections on its first call (see [`session`]). The Python half of the package (`hoard/`)
+//! connections on its first call (see `session.rs`). The Python half of the package (`hoard/`)
 //! adds file objects, the fsspec file system, and the PyTorch datasets and checkpoints.
 
 mod buffers;
@@ -46,7 +46,10 @@ pub struct FileInfo {
 #[pymethods]
 impl FileInfo {
     fn __repr__(&self) -> String {
-        format!("FileInfo(path={:?}, kind={:?}, size={})", self.path, self.kind, self.size)
+        format!(
+            "FileInfo(path={:?}, kind={:?}, size={})",
+            self.path, self.kind, self.size
+        )
     }
 
     fn __eq__(&self, other: &Self) -> bool {
@@ -169,10 +172,7 @@ impl Client {
 
     /// The file at `path`. Raises `NotFound` when there is none.
     fn stat(&self, py: Python<'_>, path: String) -> PyResult<FileInfo> {
-        let meta = self
-            .sessions
-            .get()?
-            .run(py, async |c| c.stat(&path).await)?;
+        let meta = self.sessions.get()?.run(py, async |c| c.stat(&path).await)?;
         Ok(FileInfo::file(mount_of(&path), meta))
     }
 
@@ -190,10 +190,7 @@ impl Client {
     /// `recursive=True`, files only), in key order.
     #[pyo3(signature = (path, recursive=false))]
     fn list(&self, py: Python<'_>, path: String, recursive: bool) -> PyResult<Vec<FileInfo>> {
-        let entries = self
-            .sessions
-            .get()?
-            .run(py, async |c| c.list(&path, recursive).await)?;
+        let entries = self.sessions.get()?.run(py, async |c| c.list(&path, recursive).await)?;
         let mount = mount_of(&path);
         Ok(entries.into_iter().map(|e| FileInfo::entry(mount, e)).collect())
     }
@@ -209,7 +206,10 @@ impl Client {
         length: Option<u64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let len = length.unwrap_or(u64::MAX);
-        let bytes = self.sessions.get()?.run(py, async |c| c.read(&path, offset, len).await)?;
+        let bytes = self
+            .sessions
+            .get()?
+            .run(py, async |c| c.read(&path, offset, len).await)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -218,7 +218,10 @@ impl Client {
     #[pyo3(signature = (path, offset=0, length=None))]
     fn read_buffer(&self, py: Python<'_>, path: String, offset: u64, length: Option<u64>) -> PyResult<Buffer> {
         let len = length.unwrap_or(u64::MAX);
-        let bytes = self.sessions.get()?.run(py, async |c| c.read(&path, offset, len).await)?;
+        let bytes = self
+            .sessions
+            .get()?
+            .run(py, async |c| c.read(&path, offset, len).await)?;
         Ok(Buffer::new(bytes))
     }
 
@@ -315,10 +318,7 @@ impl Client {
     /// Preload a file, or every file under a directory, into the cache. Returns a dict:
     /// `files`, `bytes` (now cached), `already_cached_bytes`, `seconds`.
     fn load(&self, py: Python<'_>, path: String) -> PyResult<BTreeMap<&'static str, f64>> {
-        let s = self
-            .sessions
-            .get()?
-            .run(py, async |c| c.load(&path, &|_| {}).await)?;
+        let s = self.sessions.get()?.run(py, async |c| c.load(&path, &|_| {}).await)?;
         Ok(BTreeMap::from([
             ("files", s.files as f64),
             ("bytes", s.bytes as f64),

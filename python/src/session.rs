@@ -29,7 +29,9 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("pid", &self.pid).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 

@@ -65,7 +65,10 @@ pub struct ClientDevice {
 /// the process (a PyTorch `DataLoader` worker) inherits the map but not the completion threads,
 /// and must not share the parent's verbs objects: it finds another process id here, leaks the
 /// inherited devices (closing them could touch the parent's resources) and opens its own.
-static DEVICES: OnceLock<Mutex<(u32, HashMap<String, Arc<ClientDevice>>)>> = OnceLock::new();
+static DEVICES: OnceLock<Mutex<(u32, DeviceMap)>> = OnceLock::new();
+
+/// The open devices of a process, by the name asked for (empty: the first usable one).
+type DeviceMap = HashMap<String, Arc<ClientDevice>>;
 
 impl ClientDevice {
     /// The process's device as `settings` ask (opened, with its completion thread started, on
