@@ -71,7 +71,7 @@ class WriteFile(io.RawIOBase):
     def __init__(self, writer: Writer) -> None:
         super().__init__()
         self._writer = writer
-        self._aborted = False
+        self._finishing = False
 
     @property
     def name(self) -> str:
@@ -88,21 +88,30 @@ class WriteFile(io.RawIOBase):
         return self._writer.write(data)
 
     def tell(self) -> int:
+        """Bytes written through this file (in ``ab`` mode, not the offset in the file)."""
         self._checkClosed()
         return self._writer.written
 
+    def flush(self) -> None:
+        """Make what was written so far durable and visible (one round trip to the mount's
+        coordinator). A buffered file's ``flush`` only hands its buffer to this one: call
+        ``f.raw.flush()`` after it."""
+        if not self.closed and not self._finishing:
+            self._writer.flush()
+
     def close(self) -> None:
+        """Publish the file."""
         if not self.closed:
+            self._finishing = True
             try:
-                if not self._aborted:
-                    self._writer.close()
+                self._writer.close()
             finally:
                 super().close()
 
     def abort(self) -> None:
         """Abandon the file: nothing of it appears."""
         if not self.closed:
-            self._aborted = True
+            self._finishing = True
             try:
                 self._writer.abort()
             finally:
@@ -114,17 +123,60 @@ class WriteFile(io.RawIOBase):
         else:
             self.close()
 
+    def __del__(self) -> None:
+        # A file dropped without `close` is abandoned, not published half written.
+        _abandon(self)
+
+
+def _abandon(f: Any) -> None:
+    """Abort a write file that was never closed (from ``__del__``: errors cannot propagate)."""
+    try:
+        if not f.closed:
+            f.abort()
+    except Exception:
+        pass
+
 
 class _BufferedWriter(io.BufferedWriter):
-    """A buffered writer whose ``with`` block abandons the file on an exception."""
+    """A buffered writer that publishes its file at ``close`` only: a ``with`` block that raises,
+    or dropping the file unclosed, abandons it."""
+
+    def abort(self) -> None:
+        """Abandon the file: nothing of it appears."""
+        raw = self.raw
+        assert isinstance(raw, WriteFile)
+        raw.abort()
 
     def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if kind is not None:
-            raw = self.raw
-            assert isinstance(raw, WriteFile)
-            raw.abort()
+            self.abort()
         else:
             self.close()
+
+    def __del__(self) -> None:
+        _abandon(self)
+
+
+class AbortingTextIO(io.TextIOWrapper):
+    """A text file over a hoard write file that publishes it at ``close`` only: a ``with``
+    block that raises, or dropping the file unclosed, abandons it (``io.TextIOWrapper`` would
+    close, and so publish, the half-written file)."""
+
+    def abort(self) -> None:
+        """Abandon the file: nothing of it appears."""
+        self.buffer.abort()
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None and self.writable():
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        if self.writable():
+            _abandon(self)
+        else:
+            super().__del__()
 
 
 def open(
@@ -148,23 +200,26 @@ def open(
         raise ValueError(f"invalid mode {mode!r}: expected r, w, x or a, with b or t")
     kind = kinds.pop()
     binary = "b" in mode
+    if buffering == 0 and not binary:
+        raise ValueError("can't have unbuffered text I/O")
     size = io.DEFAULT_BUFFER_SIZE * 128 if buffering in (-1, 1) else buffering
-    raw: Union[ReadFile, WriteFile]
     if kind == "r":
-        raw = ReadFile(client.open(path))
+        raw: Union[ReadFile, WriteFile] = ReadFile(client.open(path))
         if buffering == 0:
-            if not binary:
-                raise ValueError("can't have unbuffered text I/O")
             return raw
         buffered: Union[io.BufferedReader, io.BufferedWriter] = io.BufferedReader(raw, size)
-    else:
-        writer = client.create(path, exclusive=exclusive or kind == "x", append=kind == "a")
+        if binary:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline)
+    writer = client.create(path, exclusive=exclusive or kind == "x", append=kind == "a")
+    try:
         raw = WriteFile(writer)
         if buffering == 0:
-            if not binary:
-                raise ValueError("can't have unbuffered text I/O")
             return raw
         buffered = _BufferedWriter(raw, size)
-    if binary:
-        return buffered
-    return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline)
+        if binary:
+            return buffered
+        return AbortingTextIO(buffered, encoding=encoding or "utf-8", errors=errors, newline=newline)
+    except BaseException:
+        writer.abort()
+        raise

@@ -6,60 +6,57 @@ already catch: :class:`NotFound` is a :class:`FileNotFoundError`, :class:`Alread
 """
 
 import errno
+from typing import Any
 
 
 class HoardError(Exception):
     """Any failure of a hoard call."""
 
 
-class NotFound(HoardError, FileNotFoundError):
+class _OSErrorWithErrno(HoardError, OSError):
+    """A hoard error that is also an :class:`OSError` with a fixed ``errno``: built from the
+    message alone, and pickled as such (``OSError`` would pickle it as ``(errno, message)``)."""
+
+    errno_value = 0
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(self.errno_value, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.strerror,))
+
+
+class NotFound(_OSErrorWithErrno, FileNotFoundError):
     """No such file, directory or mount."""
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(errno.ENOENT, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
+    errno_value = errno.ENOENT
 
 
-class AlreadyExists(HoardError, FileExistsError):
+class AlreadyExists(_OSErrorWithErrno, FileExistsError):
     """The path exists and the call asked it not to."""
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(errno.EEXIST, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
+    errno_value = errno.EEXIST
 
 
-class NotEmpty(HoardError, OSError):
+class NotEmpty(_OSErrorWithErrno):
     """The directory is not empty and the call was not recursive."""
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(errno.ENOTEMPTY, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
+    errno_value = errno.ENOTEMPTY
 
 
-class NotADirectory(HoardError, NotADirectoryError):
+class NotADirectory(_OSErrorWithErrno, NotADirectoryError):
     """A file and a directory met (a file written onto a directory's name, or the reverse)."""
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(errno.ENOTDIR, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
+    errno_value = errno.ENOTDIR
 
 
-class NoSpace(HoardError, OSError):
+class NoSpace(_OSErrorWithErrno):
     """The coordinator's journal disk is full, or the mount's cache-only capacity is used up."""
 
-    def __init__(self, message: str = "") -> None:
-        super().__init__(errno.ENOSPC, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
+    errno_value = errno.ENOSPC
 
 
 class InvalidPath(HoardError, ValueError):

@@ -8,6 +8,10 @@ b'ello'
 >>> with fsspec.open("hoard:///data/notes.txt", "w", cluster="/etc/hoard/cluster.toml") as f:
 ...     f.write("hi")
 
+A file being written appears when it is closed. ``fs.open`` gives files whose ``with`` block
+abandons the file when it raises (and a file dropped unclosed is abandoned too);
+``fsspec.open``'s ``OpenFile`` closes, and so publishes, it whatever happens.
+
 Paths are ``/MOUNT/key``, with or without the protocol: ``hoard:///MOUNT/key`` and
 ``hoard://MOUNT/key`` name the same file. The root ``/`` lists the mounts.
 
@@ -31,6 +35,7 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 from fsspec.utils import isfilelike
 
 from hoard._hoard import Client, FileInfo, Reader
+from hoard._io import AbortingTextIO, _abandon
 from hoard.errors import NotFound
 
 Info = Dict[str, Any]
@@ -177,6 +182,17 @@ class HoardFileSystem(AbstractFileSystem):
         return int(sha256(self.ukey(path).encode()).hexdigest()[:16], 16)
 
     # Reading and writing
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """As fsspec's ``open``; a text file being written publishes at ``close`` only: a
+        ``with`` block that raises abandons it (a plain ``io.TextIOWrapper`` would close it).
+        ``fsspec.open(...)`` returns fsspec's own ``OpenFile``, whose ``with`` block closes the
+        file whatever happens: use ``fs.open`` for the abandon-on-error behaviour."""
+        if "b" in mode or "r" in mode:
+            return super().open(path, mode, **kwargs)
+        text = {k: kwargs.pop(k) for k in ("encoding", "errors", "newline") if k in kwargs}
+        binary = super().open(path, mode.replace("t", "") + "b", **kwargs)
+        return AbortingTextIO(binary, **text)
 
     def _open(
         self,
@@ -452,11 +468,25 @@ class HoardFile(AbstractBufferedFile):
         if not self._writer.closed:
             self._writer.abort()
 
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
-        if kind is not None and self.writable():
+    def abort(self) -> None:
+        """Abandon the file (written ones): nothing of it appears."""
+        if self.writable() and not self.closed:
             self.closed = True
             self.discard()
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if kind is not None and self.writable():
+            self.abort()
         else:
+            self.close()
+
+    def __del__(self) -> None:
+        # A written file dropped without `close` is abandoned, not published half written
+        # (fsspec's default would close it).
+        mode = getattr(self, "mode", None)  # None: `__init__` failed
+        if mode in ("wb", "xb", "ab"):
+            _abandon(self)
+        elif mode is not None and not self.closed:
             self.close()
 
 

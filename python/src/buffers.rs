@@ -135,16 +135,15 @@ impl Target {
         self.len
     }
 
-    /// The memory to write into.
-    pub fn slice(&mut self) -> &mut [u8] {
-        if self.len == 0 {
-            return &mut [];
-        }
+    /// Copy `bytes` to its start (at most its size; returns how many were copied).
+    pub fn fill_from(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.len);
         // SAFETY: the export keeps `len` writable bytes at `ptr` alive and in place until it is
-        // released when `self` drops; `&mut self` makes this the only Rust view of them. Python
-        // code could write them concurrently from another thread, as with any buffer handed to
-        // native code that releases the GIL; that is the caller's race, and cannot break Rust's
-        // invariants for `u8`.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+        // released when `self` drops, and `n <= len`; `bytes` is Rust memory, so the ranges do
+        // not overlap. No `&mut [u8]` is made over the caller's memory: another thread may be
+        // writing it too (a `read_into` of the same `bytearray` with the GIL released), which
+        // is the caller's race on plain bytes, not aliasing of Rust references.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, n) };
+        n
     }
 }

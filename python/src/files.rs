@@ -40,20 +40,26 @@ impl Reader {
         })
     }
 
-    /// The opened file in this process, opened again (the same version) after a fork.
+    /// The opened file in this process, opened again (the same version) after a fork. No lock
+    /// is held while the file is opened again: that releases the GIL, and another thread
+    /// waiting on the lock with the GIL held would never let it be taken back.
     fn file(&self, py: Python<'_>) -> PyResult<(Arc<Session>, OpenFile)> {
-        let mut open = self.open.lock();
-        if !open.0.is_current() {
-            let session = self.sessions.get()?;
-            let file = session.run(py, async |c| c.open(&self.path).await)?;
-            if file.meta().version != open.1.meta().version {
-                return Err(to_py(ClientError::Changed {
-                    path: self.path.clone(),
-                }));
-            }
-            *open = (session, file);
+        let (session, file) = {
+            let open = self.open.lock();
+            (open.0.clone(), open.1.clone())
+        };
+        if session.is_current() {
+            return Ok((session, file));
         }
-        Ok((open.0.clone(), open.1.clone()))
+        let session = self.sessions.get()?;
+        let fresh = session.run(py, async |c| c.open(&self.path).await)?;
+        if fresh.meta().version != file.meta().version {
+            return Err(to_py(ClientError::Changed {
+                path: self.path.clone(),
+            }));
+        }
+        *self.open.lock() = (session.clone(), fresh.clone());
+        Ok((session, fresh))
     }
 }
 
@@ -172,18 +178,34 @@ impl Writer {
             self.written.store(w.written(), Ordering::Relaxed);
             Ok(())
         });
-        result.map_err(|e| e.map_or_else(|| self.closed_error(), to_py))
+        result?.map_err(|e| e.map_or_else(|| self.closed_error(), to_py))
     }
 
     /// The writer, taken out to finish it.
     fn take(&self, py: Python<'_>) -> PyResult<hoard_client::Writer> {
         self.check()?;
-        let taken = self.session.block_on(py, async { self.writer.lock().await.take() });
+        let taken = self.session.block_on(py, async { self.writer.lock().await.take() })?;
         taken.ok_or_else(|| self.closed_error())
     }
 
-    fn is_open(&self, py: Python<'_>) -> bool {
+    /// Whether it is still open; never in a forked child (whose inherited runtime must not be
+    /// used: a lock a parent's thread held at the fork stays held).
+    fn is_open(&self, py: Python<'_>) -> PyResult<bool> {
+        if !self.session.is_current() {
+            return Ok(false);
+        }
         self.session.block_on(py, async { self.writer.lock().await.is_some() })
+    }
+}
+
+impl Drop for Writer {
+    /// An unclosed writer is abandoned: the client's writer tells the coordinator from a task
+    /// on the runtime, which must be the current one for that.
+    fn drop(&mut self) {
+        if self.session.is_current() {
+            let _runtime = self.session.enter();
+            drop(self.writer.get_mut().take());
+        }
     }
 }
 
@@ -203,8 +225,8 @@ impl Writer {
 
     /// Whether `close` or `abort` was called.
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        !self.is_open(py)
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(!self.is_open(py)?)
     }
 
     fn __repr__(&self) -> String {
@@ -250,7 +272,7 @@ impl Writer {
         _value: Option<Bound<'_, PyAny>>,
         _traceback: Option<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if !self.is_open(py) {
+        if !self.is_open(py)? {
             return Ok(false);
         }
         if kind.is_some() {

@@ -145,8 +145,8 @@ impl Client {
 
     /// The cluster config file.
     #[getter]
-    fn cluster(&self) -> PathBuf {
-        self.sessions.path().to_owned()
+    fn cluster(&self) -> String {
+        self.sessions.path().display().to_string()
     }
 
     /// The transport asked for (`None`: `HOARD_TRANSPORT`, then the config's).
@@ -359,8 +359,7 @@ async fn fill(
     let mut scratch = SCRATCH.take();
     scratch.clear();
     let mut bytes = file.read_into(offset, want, scratch).await?;
-    let n = bytes.len();
-    target.slice()[..n].copy_from_slice(&bytes);
+    let n = target.fill_from(&bytes);
     if bytes.capacity() <= SCRATCH_KEPT {
         bytes.clear();
         SCRATCH.set(bytes);
@@ -368,8 +367,8 @@ async fn fill(
     Ok((n, target))
 }
 
-/// The largest per-thread read buffer kept between calls.
-const SCRATCH_KEPT: usize = 64 << 20;
+/// The largest per-thread read buffer kept between calls (a failed read drops its buffer).
+const SCRATCH_KEPT: usize = 16 << 20;
 
 /// Log to stderr as `HOARD_LOG` (an `EnvFilter`) says, when it is set.
 fn init_logging() {

@@ -89,18 +89,38 @@ impl Session {
     pub fn run<T, F, Fut>(&self, py: Python<'_>, f: F) -> PyResult<T>
     where
         T: Send,
-        F: FnOnce(Client) -> Fut + Send,
-        Fut: Future<Output = ClientResult<T>>,
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = ClientResult<T>> + Send,
     {
         let client = (*self.client).clone();
-        py.detach(|| self.runtime.block_on(f(client))).map_err(to_py)
+        self.block_on(py, f(client))?.map_err(to_py)
     }
 
-    /// Run a future on the runtime with the GIL released.
-    pub fn block_on<T: Send>(&self, py: Python<'_>, future: impl Future<Output = T> + Send) -> T {
-        py.detach(|| self.runtime.block_on(future))
+    /// Run a future on the runtime with the GIL released. Every [`SIGNAL_CHECK`] the GIL is
+    /// taken back to run Python's signal handlers: Ctrl-C raises `KeyboardInterrupt` in a long
+    /// call (a `load`, a `sync`), dropping the future (a write is then abandoned).
+    pub fn block_on<T: Send>(&self, py: Python<'_>, future: impl Future<Output = T> + Send) -> PyResult<T> {
+        let mut future = std::pin::pin!(future);
+        loop {
+            let slice = py.detach(|| {
+                self.runtime
+                    .block_on(async { tokio::time::timeout(SIGNAL_CHECK, future.as_mut()).await })
+            });
+            match slice {
+                Ok(done) => return Ok(done),
+                Err(_) => py.check_signals()?,
+            }
+        }
+    }
+
+    /// A guard that makes this session's runtime the current one (for drops that spawn).
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.runtime.enter()
     }
 }
+
+/// How often a blocking call looks at Python's signals.
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What a `hoard.Client` is made from, and its session in the current process.
 #[derive(Debug)]

@@ -243,3 +243,95 @@ def test_file_objects(client: hoard.Client, tmp_hoard: str) -> None:
             f.write(b"x" * 10)
             raise ValueError("abandon")
     assert not client.exists(f"{tmp_hoard}/never")
+
+
+def test_reader_shared_by_threads_after_fork(client: hoard.Client, tmp_hoard: str) -> None:
+    """A forked child's threads all re-open a reader inherited from the parent at once: none may
+    hold a lock while another waits for the GIL (that deadlocked once)."""
+    data = pattern(50, 300_000)
+    client.put(f"{tmp_hoard}/r.bin", data)
+    reader = client.open(f"{tmp_hoard}/r.bin")
+    assert reader.read(0, 10) == data[:10]
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            results: list = []
+            threads = [
+                threading.Thread(target=lambda i=i: results.append(reader.read(i * 1000, 1000) == data[i * 1000 : i * 1000 + 1000]))
+                for i in range(4)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            ok = results == [True] * 4
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WEXITSTATUS(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the child's threads hung on the inherited reader")
+
+
+def test_failed_or_dropped_writes_leave_the_old_file(client: hoard.Client, tmp_hoard: str) -> None:
+    import gc
+
+    path = f"{tmp_hoard}/precious"
+    client.put(path, b"precious data")
+    # A bad mode is refused before anything is opened.
+    with pytest.raises(ValueError):
+        hoard.open(client, path, "w", buffering=0)
+    # A text file whose block raises is abandoned.
+    with pytest.raises(RuntimeError):
+        with hoard.open(client, path, "w") as f:
+            f.write("half")
+            raise RuntimeError("boom")
+    # A file dropped without close is abandoned, not published.
+    for mode in ("wb", "w"):
+        f = hoard.open(client, path, mode)
+        f.write(b"half" if mode == "wb" else "half")
+        del f
+        gc.collect()
+    raw = hoard.open(client, path, "wb", buffering=0)
+    raw.write(b"half")
+    del raw
+    gc.collect()
+    assert client.read(path) == b"precious data"
+
+
+def test_raw_flush_publishes_what_was_written(client: hoard.Client, tmp_hoard: str) -> None:
+    path = f"{tmp_hoard}/log"
+    with hoard.open(client, path, "ab") as f:
+        f.write(b"line 1\n")
+        f.flush()
+        f.raw.flush()
+        assert client.read(path) == b"line 1\n"
+        f.write(b"line 2\n")
+    assert client.read(path) == b"line 1\nline 2\n"
+
+
+def test_exceptions_pickle(client: hoard.Client, tmp_hoard: str) -> None:
+    import copy
+    import pickle
+
+    with pytest.raises(hoard.NotFound) as e:
+        client.read(f"{tmp_hoard}/nothing")
+    for error in (e.value, hoard.AlreadyExists("x"), hoard.NotEmpty("y"), hoard.Changed("z")):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert str(copy.copy(error)) == str(error)
+    assert e.value.errno == 2 and isinstance(e.value, FileNotFoundError)
+
+
+def test_cluster_and_transport_properties(client: hoard.Client, cluster) -> None:  # type: ignore[no-untyped-def]
+    assert client.cluster == cluster.config and isinstance(client.cluster, str)
+    assert client.transport is None
+    assert hoard.Client(cluster.config, transport="tcp").transport == "tcp"
+    assert sorted(client.mounts) == ["local", "s3"]

@@ -652,3 +652,21 @@ class TestHoardOpen(abstract.AbstractOpenTests, HoardFixtures):
 
 class TestHoardPipe(abstract.AbstractPipeTests, HoardFixtures):
     pass
+
+
+def test_text_write_abandoned_when_its_block_raises(client: hoard.Client, tmp_hoard: str) -> None:
+    fs = fsspec.filesystem("hoard", cluster=client.cluster)
+    path = f"{tmp_hoard}/notes.txt"
+    fs.pipe_file(path, b"kept")
+    with pytest.raises(RuntimeError):
+        with fs.open(path, "w") as f:
+            f.write("half")
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        with fs.open(path, "wb") as f:
+            f.write(b"half")
+            raise RuntimeError("boom")
+    assert fs.cat_file(path) == b"kept"
+    with fs.open(path, "w", encoding="utf-8") as f:
+        f.write("né")
+    assert fs.cat_file(path) == "né".encode()
