@@ -18,7 +18,7 @@ use hoard_transport::region::Location;
 use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, PageLocation, Payload, ReadRequest, Reply,
+    FileKey, FileMeta, LIST_AFTER_TOKEN, LeaseRequest, ListEntry, ListReply, ListRequest, PageLocation, Payload, ReadRequest, Reply,
     Request, Response, StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
@@ -33,7 +33,22 @@ mod plan;
 mod write;
 
 pub use load::{LoadProgress, LoadSummary};
-pub use write::{CreateOptions, Writer};
+pub use write::{ComposeOptions, CreateOptions, Writer};
+
+/// What [`Client::list_keys`] lists: S3's `ListObjectsV2` parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyQuery {
+    /// Keys start with this (any string, not only a directory).
+    pub prefix: String,
+    /// Group keys by this after the prefix (usually `/`); `None` lists every key.
+    pub delimiter: Option<String>,
+    /// The token an earlier page returned (wins over `start_after`).
+    pub continuation: Option<String>,
+    /// Start after this key.
+    pub start_after: Option<String>,
+    /// Most entries in the page (0: the worker's default, 1,000).
+    pub max_keys: u32,
+}
 
 /// A worker's answer, or why none of the candidates answered.
 type OwnerResult = Result<Reply, String>;
@@ -348,33 +363,82 @@ impl Client {
             delimiter,
             continuation,
             max_keys,
+            markers: false,
         };
+        self.list_request(&p, req).await
+    }
+
+    /// One page of the keys of `mount` under a prefix, as an S3 listing has them: any prefix
+    /// and delimiter, directory markers listed as objects, starting after a key or an earlier
+    /// page's token.
+    ///
+    /// # Errors
+    /// As [`Client::stat`].
+    pub async fn list_keys(&self, mount: &str, query: KeyQuery) -> ClientResult<ListReply> {
+        // Any prefix is a valid S3 prefix (`a/.` included): no path rules here.
+        let p = HoardPath {
+            mount: mount.to_owned(),
+            key: query.prefix.clone(),
+        };
+        self.check_mount(&p.mount)?;
+        let continuation = query
+            .continuation
+            .or_else(|| query.start_after.map(|key| format!("{LIST_AFTER_TOKEN}{key}")));
+        let req = ListRequest {
+            mount: p.mount.clone(),
+            prefix: query.prefix,
+            delimiter: query.delimiter,
+            continuation,
+            max_keys: query.max_keys,
+            markers: true,
+        };
+        self.list_request(&p, req).await
+    }
+
+    async fn list_request(&self, p: &HoardPath, req: ListRequest) -> ClientResult<ListReply> {
         match self.call_owners(mount_key(&p.mount), Request::List(req.clone())).await {
             Ok(Reply {
                 message: Response::List(list),
                 ..
             }) => Ok(list),
-            Ok(reply) => Err(self.reply_error(&p, reply)),
-            Err(last) => self.list_ufs(&p, req, last).await,
+            Ok(reply) => Err(self.reply_error(p, reply)),
+            Err(last) => self.list_ufs(p, req, last).await,
         }
     }
 
+    /// A listing straight from the under-store. A continuation that names a key to start after
+    /// (the coordinator's form) is followed by skipping the keys up to it.
     async fn list_ufs(&self, p: &HoardPath, req: ListRequest, last: String) -> ClientResult<ListReply> {
         self.check_fallback(p, last)?;
         let ufs = self.ufs(&p.mount).await?;
-        let ufs_req = hoard_ufs::ListRequest {
+        let after = req
+            .continuation
+            .as_deref()
+            .and_then(|c| c.strip_prefix(LIST_AFTER_TOKEN))
+            .map(str::to_owned);
+        let mut ufs_req = hoard_ufs::ListRequest {
             prefix: req.prefix,
             delimiter: req.delimiter,
-            continuation: req.continuation,
+            continuation: if after.is_some() { None } else { req.continuation },
             max_keys: req.max_keys,
         };
-        let page = ufs.list(&ufs_req).await.map_err(|e| ufs_error(p, e))?;
-        let next_continuation = page.next_continuation.clone();
-        let entries = page.into_items().into_iter().map(list_entry).collect();
-        Ok(ListReply {
-            entries,
-            next_continuation,
-        })
+        loop {
+            let page = ufs.list(&ufs_req).await.map_err(|e| ufs_error(p, e))?;
+            let next_continuation = page.next_continuation.clone();
+            let entries: Vec<ListEntry> = page
+                .into_items()
+                .into_iter()
+                .filter(|item| after.as_deref().is_none_or(|a| item.key() > a))
+                .map(list_entry)
+                .collect();
+            if !entries.is_empty() || next_continuation.is_none() {
+                return Ok(ListReply {
+                    entries,
+                    next_continuation,
+                });
+            }
+            ufs_req.continuation = next_continuation;
+        }
     }
 
     /// Whether the under-store may be used directly when workers fail (`client.ufs_fallback`).

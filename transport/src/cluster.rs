@@ -79,6 +79,10 @@ pub struct WorkerEntry {
     /// Bytes of the NVMe tier, split evenly among `nvme_dirs`.
     #[serde(default)]
     pub nvme_capacity: ByteSize,
+    /// Address the worker's process also serves the S3-compatible endpoint on (the
+    /// `[gateway]` settings apply); none when absent.
+    #[serde(default)]
+    pub gateway: Option<SocketAddr>,
 }
 
 /// Which transport a client reads through (`client.transport`, or `HOARD_TRANSPORT`).
@@ -139,9 +143,82 @@ pub struct MountEntry {
     #[serde(default)]
     pub write_mode: WriteMode,
     /// With `write_mode = "cache-only"`: most bytes of files the mount may hold; writes past it
-    /// are refused with `NoSpace`.
+    /// are refused with `NoSpace`. In other modes: most bytes of staged files (the S3 gateway's
+    /// multipart-upload parts not yet completed).
     #[serde(default = "defaults::cache_only_capacity")]
     pub cache_only_capacity: ByteSize,
+    /// What the S3 gateway lets requests without a signature do with this mount's bucket.
+    #[serde(default)]
+    pub anonymous: AnonymousAccess,
+}
+
+/// What unsigned requests may do with a mount's bucket through the S3 gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnonymousAccess {
+    /// Nothing: every request must be signed with a configured key (default).
+    #[default]
+    None,
+    /// Read and list objects (GetObject, HeadObject, the listings, HeadBucket).
+    Read,
+    /// Read, list, write and delete objects.
+    ReadWrite,
+}
+
+/// An access key of the S3 gateway.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayKey {
+    /// Access key id (what clients send as `aws_access_key_id`).
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for GatewayKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayKey")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Settings of the S3-compatible endpoint (`hoard gateway`, or a worker with a `gateway`
+/// address).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// The region the endpoint answers for (what clients sign with).
+    pub region: String,
+    /// Access keys whose AWS Signature V4 the endpoint accepts.
+    pub keys: Vec<GatewayKey>,
+    /// Base domain for virtual-hosted-style requests (`BUCKET.DOMAIN`, with the port if clients
+    /// send one); path-style requests always work.
+    pub domain: Option<String>,
+    /// Bytes one GET asks the cluster for at a time (a streamed body is fed piece by piece).
+    pub get_piece: ByteSize,
+    /// Pieces of one GET read ahead in parallel.
+    pub get_parallel: u32,
+    /// Multipart uploads neither completed nor aborted for this long are aborted.
+    #[serde(with = "humantime_serde")]
+    pub multipart_expiry: Duration,
+    /// Most bytes of request headers (a request over it is refused).
+    pub max_header_bytes: ByteSize,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            region: "us-east-1".into(),
+            keys: Vec::new(),
+            domain: None,
+            get_piece: ByteSize::mib(8),
+            get_parallel: 4,
+            multipart_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_header_bytes: ByteSize::kib(64),
+        }
+    }
 }
 
 /// How a mount's writes reach its under-store (see `docs/semantics.md`).
@@ -358,6 +435,9 @@ pub struct ClusterConfig {
     /// Client settings.
     #[serde(default)]
     pub client: ClientSection,
+    /// S3 gateway settings.
+    #[serde(default)]
+    pub gateway: GatewaySection,
 }
 
 mod defaults {
@@ -487,6 +567,36 @@ impl ClusterConfig {
         }
         if self.worker.upload_concurrency == 0 {
             return invalid("`worker.upload_concurrency` must be at least 1".into());
+        }
+        self.validate_gateway()
+    }
+
+    fn validate_gateway(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if g.region.is_empty() {
+            return invalid("`gateway.region` must not be empty".into());
+        }
+        for (i, k) in g.keys.iter().enumerate() {
+            if k.access_key.is_empty() || k.secret_key.is_empty() {
+                return invalid(format!("gateway key #{i}: `access_key` and `secret_key` must not be empty"));
+            }
+            if g.keys[..i].iter().any(|o| o.access_key == k.access_key) {
+                return invalid(format!("gateway key `{}` is listed twice", k.access_key));
+            }
+        }
+        if g.get_piece.as_u64() < 4096 || g.get_piece.as_u64() > crate::wire::MAX_READ_BYTES || g.get_parallel == 0 {
+            return invalid(format!(
+                "`gateway.get_piece` must be from 4 KiB to {} bytes and `gateway.get_parallel` at least 1",
+                crate::wire::MAX_READ_BYTES
+            ));
+        }
+        if g.max_header_bytes.as_u64() < 8192 {
+            return invalid("`gateway.max_header_bytes` must be at least 8 KiB".into());
+        }
+        let gateways: Vec<SocketAddr> = self.workers.iter().filter_map(|w| w.gateway).collect();
+        if gateways.iter().enumerate().any(|(i, a)| gateways[..i].contains(a)) {
+            return invalid("two workers serve the gateway on the same address".into());
         }
         Ok(())
     }

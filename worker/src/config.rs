@@ -92,6 +92,7 @@ impl WorkerConfig {
             s3,
             worker,
             client: _,
+            gateway: _,
         } = cluster;
         let coordinates = mounts
             .iter()

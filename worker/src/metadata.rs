@@ -24,6 +24,8 @@ pub struct ListKey {
     pub continuation: Option<String>,
     /// Page size.
     pub max_keys: u32,
+    /// Markers listed as files.
+    pub markers: bool,
 }
 
 /// A cached stat result: the file, or its absence.

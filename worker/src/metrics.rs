@@ -6,7 +6,7 @@
 use metrics::{Counter, Histogram};
 
 /// Request kinds, as the `kind` label spells them.
-pub(crate) const REQUEST_KINDS: [&str; 19] = [
+pub(crate) const REQUEST_KINDS: [&str; 20] = [
     "hello",
     "stat",
     "list",
@@ -26,6 +26,7 @@ pub(crate) const REQUEST_KINDS: [&str; 19] = [
     "locate",
     "lease",
     "rdma_connect",
+    "compose",
 ];
 
 /// Handles of the per-request metrics, looked up once: a labelled lookup on every request

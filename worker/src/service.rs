@@ -14,6 +14,7 @@ use hoard_transport::TransportKind;
 use hoard_transport::region::{ArenaData, ArenaGenerations, StableMemory};
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
+    ComposeRequest,
     DeleteRequest, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES,
     PageCrc, PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response,
     SetMetadataRequest, StatRequest, Status, WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
@@ -27,7 +28,7 @@ use crate::metrics::{self, REQUEST_KINDS, RequestMetrics};
 use crate::page_store::{FileId, Page, PageKey};
 use crate::read_path::{Content, FillSource, ReadPages, ReadPath, error_chain, ufs_status};
 use crate::ufs_meter::UfsMeter;
-use crate::write::{MAX_WRITE, MERGED_TOKEN, WriteError, WritePath, hidden_marker};
+use crate::write::{MAX_WRITE, WriteError, WritePath, hidden_marker, hidden_staged};
 
 /// Largest listing page a client may ask for.
 const MAX_LIST_KEYS: u32 = 10_000;
@@ -182,19 +183,7 @@ impl WorkerService {
             Ok(ufs) => ufs,
             Err(e) => return write_error(e),
         };
-        let after = req.continuation.as_deref().and_then(|c| c.strip_prefix(MERGED_TOKEN));
-        if let Some(merged) = self
-            .write
-            .list(
-                &req.mount,
-                &req.prefix,
-                req.delimiter.as_deref(),
-                after,
-                req.continuation.is_some() && after.is_none(),
-                req.max_keys.min(MAX_LIST_KEYS),
-            )
-            .await
-        {
+        if let Some(merged) = self.write.list(&req, req.max_keys.min(MAX_LIST_KEYS)).await {
             return match merged {
                 Ok(reply) => Reply::message(Response::List(reply)),
                 Err(e) => write_error(e),
@@ -206,6 +195,7 @@ impl WorkerService {
             delimiter: req.delimiter.clone(),
             continuation: req.continuation.clone(),
             max_keys: req.max_keys.min(MAX_LIST_KEYS),
+            markers: req.markers,
         };
         if let Some(cached) = self.metadata.list(&key) {
             return Reply::message(Response::List(cached));
@@ -222,7 +212,8 @@ impl WorkerService {
                 let entries = page
                     .into_items()
                     .into_iter()
-                    .filter(|item| !matches!(item, ListItem::Object(o) if hidden_marker(&o.path, &key.prefix)))
+                    .filter(|item| matches!(item, ListItem::Prefix(_)) || !hidden_marker(item.key(), &key.prefix, key.markers))
+                    .filter(|item| !hidden_staged(item.key(), &key.prefix))
                     .map(list_entry)
                     .collect();
                 let reply = ListReply {
@@ -442,7 +433,7 @@ impl WorkerService {
     }
 
     async fn write_publish(&self, r: WriteSyncRequest, commit: bool) -> Reply {
-        match self.write.publish(r.handle, r.len, commit).await {
+        match self.write.publish(r.handle, r.len, commit, r.content).await {
             Ok(Some(meta)) if commit => Reply::message(Response::Committed(meta)),
             Ok(_) if commit => Reply::error(Status::Internal, "the commit published no file"),
             Ok(_) => Reply::message(Response::Done),
@@ -464,6 +455,13 @@ impl WorkerService {
 
     async fn sync(&self, r: PathRequest) -> Reply {
         done(self.write.sync(&r.mount, &r.path).await)
+    }
+
+    async fn compose(&self, r: ComposeRequest) -> Reply {
+        match self.write.compose(r).await {
+            Ok(meta) => Reply::message(Response::Committed(meta)),
+            Err(e) => write_error(e),
+        }
     }
 
     async fn set_metadata(&self, r: SetMetadataRequest) -> Reply {
@@ -501,6 +499,7 @@ impl Handler for WorkerService {
             Request::Delete(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::Mkdir(r) | Request::Sync(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
             Request::SetMetadata(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.path),
+            Request::Compose(r) => tracing::debug_span!("rpc", kind, mount = %r.mount, key = %r.dst),
             _ => tracing::debug_span!("rpc", kind),
         };
         let started = Instant::now();
@@ -521,6 +520,7 @@ impl Handler for WorkerService {
                 Request::Mkdir(r) => self.mkdir(r).await,
                 Request::Sync(r) => self.sync(r).await,
                 Request::SetMetadata(r) => self.set_metadata(r).await,
+                Request::Compose(r) => self.compose(r).await,
                 Request::Locate(r) => self.locate(r, None, via).await,
                 Request::Lease(r) => {
                     self.locate(r.read, Some(Duration::from_millis(r.millis.into())), via)
@@ -565,6 +565,7 @@ fn request_kind(request: &Request) -> usize {
         Request::Locate(_) => 16,
         Request::Lease(_) => 17,
         Request::RdmaConnect(_) => 18,
+        Request::Compose(_) => 19,
     }
 }
 

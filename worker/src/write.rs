@@ -18,6 +18,7 @@
 //! one per path, retrying failures with exponential backoff. An under-store path is not
 //! overwritten or deleted while another dirty entry still has to copy from it.
 
+mod compose;
 mod journal;
 mod namespace;
 mod persist;
@@ -32,7 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hoard_transport::cluster::{MountEntry, WriteMode};
-use hoard_transport::wire::{FileKey, FileMeta, ListEntry, ListReply, Status};
+use hoard_transport::wire::{
+    FileKey, FileMeta, LIST_AFTER_TOKEN, ListEntry, ListReply, ListRequest as WireListRequest, Status, is_content_bound,
+    is_staged,
+};
 use hoard_ufs::{CompletedPart, ListItem, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -129,8 +133,8 @@ struct MountWrite {
     session_bytes: AtomicU64,
     /// Bumped on every change of the overlay (invalidates `listings`).
     generation: AtomicU64,
-    /// Merged listings: (prefix, delimiter) -> (generation, when, entries).
-    listings: Mutex<HashMap<(String, Option<String>), ListingCache>>,
+    /// Merged listings: (prefix, delimiter, markers) -> (generation, when, entries).
+    listings: Mutex<HashMap<(String, Option<String>, bool), ListingCache>>,
 }
 
 type ListingCache = (u64, Instant, Arc<Vec<ListEntry>>);
@@ -196,6 +200,8 @@ struct SessionState {
 #[derive(Debug)]
 struct Session {
     mount: Arc<MountWrite>,
+    /// The mount's write mode, or `cache-only` for a staged file.
+    mode: WriteMode,
     path: String,
     append: bool,
     exclusive: bool,
@@ -606,36 +612,28 @@ impl WritePath {
     ///
     /// # Errors
     /// The under-store's listing error.
-    pub async fn list(
-        &self,
-        mount: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        after: Option<&str>,
-        ufs_token: bool,
-        max_keys: u32,
-    ) -> Option<WriteResult<ListReply>> {
-        let m = self.coordinated(mount).ok()?;
-        if ufs_token || (after.is_none() && !m.ns.lock().touches(prefix)) {
+    pub async fn list(&self, req: &WireListRequest, max_keys: u32) -> Option<WriteResult<ListReply>> {
+        let m = self.coordinated(&req.mount).ok()?;
+        let after = req.continuation.as_deref().and_then(|c| c.strip_prefix(LIST_AFTER_TOKEN));
+        let ufs_token = req.continuation.is_some() && after.is_none();
+        if ufs_token || (after.is_none() && !touches_listed(&m.ns.lock(), &req.prefix)) {
             return None;
         }
-        Some(self.merged_list(m, prefix, delimiter, after, max_keys).await)
+        let shape = Shape {
+            prefix: &req.prefix,
+            delimiter: req.delimiter.as_deref(),
+            markers: req.markers,
+        };
+        Some(self.merged_list(m, shape, after, max_keys).await)
     }
 
-    async fn merged_list(
-        &self,
-        m: &MountWrite,
-        prefix: &str,
-        delimiter: Option<&str>,
-        after: Option<&str>,
-        max_keys: u32,
-    ) -> WriteResult<ListReply> {
-        let all = self.merged_entries(m, prefix, delimiter).await?;
+    async fn merged_list(&self, m: &MountWrite, shape: Shape<'_>, after: Option<&str>, max_keys: u32) -> WriteResult<ListReply> {
+        let all = self.merged_entries(m, shape).await?;
         let from = after.map_or(0, |a| all.partition_point(|e| entry_key(e) <= a));
         let max = if max_keys == 0 { 1000 } else { max_keys as usize };
         let entries: Vec<ListEntry> = all[from..].iter().take(max).cloned().collect();
         let next_continuation = (from + entries.len() < all.len())
-            .then(|| entries.last().map(|e| format!("{MERGED_TOKEN}{}", entry_key(e))))
+            .then(|| entries.last().map(|e| format!("{LIST_AFTER_TOKEN}{}", entry_key(e))))
             .flatten();
         Ok(ListReply {
             entries,
@@ -645,13 +643,8 @@ impl WritePath {
 
     /// Every entry of a merged listing, in key order; cached until the namespace changes (or
     /// for [`MERGED_LIST_TTL`], for changes made behind hoard's back).
-    async fn merged_entries(
-        &self,
-        m: &MountWrite,
-        prefix: &str,
-        delimiter: Option<&str>,
-    ) -> WriteResult<Arc<Vec<ListEntry>>> {
-        let key = (prefix.to_owned(), delimiter.map(str::to_owned));
+    async fn merged_entries(&self, m: &MountWrite, shape: Shape<'_>) -> WriteResult<Arc<Vec<ListEntry>>> {
+        let key = (shape.prefix.to_owned(), shape.delimiter.map(str::to_owned), shape.markers);
         let generation = m.generation.load(Ordering::Acquire);
         if let Some((g, at, entries)) = m.listings.lock().get(&key)
             && *g == generation
@@ -659,7 +652,7 @@ impl WritePath {
         {
             return Ok(entries.clone());
         }
-        let entries = self.merge_once(m, prefix, delimiter).await?;
+        let entries = self.merge_once(m, shape).await?;
         let mut listings = m.listings.lock();
         if listings.len() >= MERGED_LISTS_KEPT {
             listings.clear();
@@ -671,12 +664,12 @@ impl WritePath {
     /// One merged listing: the overlay's entries under the prefix are taken *before* the
     /// under-store is listed, so an object the persister deletes meanwhile is still hidden by
     /// its tombstone (and one it creates shows from the overlay).
-    async fn merge_once(
-        &self,
-        m: &MountWrite,
-        prefix: &str,
-        delimiter: Option<&str>,
-    ) -> WriteResult<Arc<Vec<ListEntry>>> {
+    async fn merge_once(&self, m: &MountWrite, shape: Shape<'_>) -> WriteResult<Arc<Vec<ListEntry>>> {
+        let Shape {
+            prefix,
+            delimiter,
+            markers,
+        } = shape;
         let snapshot: BTreeMap<String, Entry> = {
             let ns = m.ns.lock();
             ns.under(prefix).map(|(k, e)| (k.clone(), e.clone())).collect()
@@ -695,7 +688,9 @@ impl WritePath {
         let mut hidden_prefixes = Vec::new();
         for item in ufs_items {
             match item {
-                ListItem::Object(o) if hidden_marker(&o.path, prefix) => {}
+                ListItem::Object(o) if hidden_marker(&o.path, prefix, markers) => {}
+                ListItem::Object(o) if hidden_staged(&o.path, prefix) => {}
+                ListItem::Prefix(p) if hidden_staged(&p, prefix) => {}
                 ListItem::Object(o) => {
                     if !snapshot.contains_key(&o.path) {
                         merged.insert(o.path.clone(), ListEntry::File(ufs_meta(o)));
@@ -712,11 +707,11 @@ impl WritePath {
             }
         }
         for (key, entry) in &snapshot {
-            if !entry.exists() {
+            if !entry.exists() || hidden_staged(key, prefix) {
                 continue;
             }
             let rest = &key[prefix.len()..];
-            if rest.is_empty() && matches!(entry.kind, EntryKind::Dir) {
+            if (rest.is_empty() || (markers && delimiter.is_none())) && matches!(entry.kind, EntryKind::Dir) {
                 merged.insert(key.clone(), ListEntry::File(marker_meta(key)));
                 continue;
             }
@@ -767,6 +762,11 @@ impl WritePath {
         let m = self.coordinated(mount)?.clone();
         validate_path(path)?;
         hoard_ufs::validate_metadata(path, &metadata).map_err(|e| WriteError::ufs(&e))?;
+        // What describes the bytes comes with the commit, never from a writer's open (a mount
+        // that keeps a replaced file's metadata would carry its old ETag over).
+        let mut metadata = metadata;
+        metadata.retain(|k, _| !is_content_bound(k));
+        let mode = mode_of(&m, path);
         match self.is_dir(&m, path).await {
             Ok(true) => {
                 return Err(WriteError::new(
@@ -776,7 +776,7 @@ impl WritePath {
             }
             Ok(false) => {}
             // In `back` and `cache-only` mode a write must not depend on the under-store being up.
-            Err(e) if m.mode != WriteMode::Through => {
+            Err(e) if mode != WriteMode::Through => {
                 tracing::debug!(
                     mount,
                     path,
@@ -800,6 +800,7 @@ impl WritePath {
             .map_err(|e| WriteError::io("create a journal blob", &e))?;
         let session = Session {
             mount: m,
+            mode,
             path: path.to_owned(),
             append,
             exclusive,
@@ -847,7 +848,9 @@ impl WritePath {
             ));
         }
         let m = &s.mount;
-        if m.mode == WriteMode::CacheOnly {
+        // Staged files of other mounts count against the same capacity (abandoned multipart
+        // uploads cannot fill the journal's disk).
+        if s.mode == WriteMode::CacheOnly {
             let used = m.ns.lock().cache_only_bytes() + m.session_bytes.load(Ordering::Relaxed);
             if used + len > m.cache_only_capacity {
                 return Err(WriteError::new(
@@ -879,7 +882,7 @@ impl WritePath {
             ));
         }
         m.session_bytes.fetch_add(len, Ordering::Relaxed);
-        if m.mode == WriteMode::Through && !s.append {
+        if s.mode == WriteMode::Through && !s.append {
             self.feed_upload(&s, &mut state).await?;
         }
         Ok(len)
@@ -957,16 +960,31 @@ impl WritePath {
     /// # Errors
     /// `InvalidArgument` when bytes before `len` are missing; `NoSpace` and I/O errors of the
     /// journal; in `through` mode the under-store's error (then nothing is published).
-    pub async fn publish(&self, handle: u64, len: u64, commit: bool) -> WriteResult<Option<FileMeta>> {
+    pub async fn publish(
+        &self,
+        handle: u64,
+        len: u64,
+        commit: bool,
+        content: Vec<(String, String)>,
+    ) -> WriteResult<Option<FileMeta>> {
         let s = self.session(handle)?;
-        let result = self.publish_session(&s, len, commit).await;
+        let result = match check_content(&s, commit, &content) {
+            Ok(()) => self.publish_session(&s, len, commit, content).await,
+            Err(e) => Err(e),
+        };
         if commit {
             self.end_session(handle, &s).await;
         }
         result
     }
 
-    async fn publish_session(&self, s: &Session, len: u64, commit: bool) -> WriteResult<Option<FileMeta>> {
+    async fn publish_session(
+        &self,
+        s: &Session,
+        len: u64,
+        commit: bool,
+        content: Vec<(String, String)>,
+    ) -> WriteResult<Option<FileMeta>> {
         let mut state = s.state.lock().await;
         if state.ended {
             return Err(WriteError::new(Status::NoSuchSession, "the write session was aborted"));
@@ -979,11 +997,11 @@ impl WritePath {
                 format!("the session has {have} contiguous bytes, not the {len} being published"),
             ));
         }
-        if s.mount.mode == WriteMode::Through && !s.append {
+        if s.mode == WriteMode::Through && !s.append {
             if !commit {
                 return Ok(None); // through: durable only at close
             }
-            return self.commit_through(s, &mut state, len).await.map(Some);
+            return self.commit_through(s, &mut state, len, content).await.map(Some);
         }
         if len == state.published && state.last_meta.is_some() {
             // Nothing new since the last flush: the file is what that flush made.
@@ -994,7 +1012,7 @@ impl WritePath {
             .await
             .map_err(|e| WriteError::new(Status::Internal, e.to_string()))?
             .map_err(|e| WriteError::io("fsync the journal blob", &e))?;
-        if s.mount.mode == WriteMode::Through {
+        if s.mode == WriteMode::Through {
             // An append in through mode writes the key itself: in order with the persister.
             let _op = self.claim(&s.mount, &s.path).await;
             let result = self.append_through(s, &mut state, len).await;
@@ -1024,9 +1042,9 @@ impl WritePath {
                         len,
                     }],
                     ufs_version: None,
-                    metadata: Some(metadata_vec(&s.metadata)),
+                    metadata: Some(with_content(&s.metadata, content)),
                 }),
-                state: self.dirty_state(&s.mount),
+                state: mode_state(s.mode),
             }
         };
         let meta = entry.file().map(|f| file_meta(&s.path, f));
@@ -1068,7 +1086,7 @@ impl WritePath {
                 kind: EntryKind::File(f),
                 ..
             }) => {
-                metadata = f.metadata;
+                metadata = f.metadata.map(without_content);
                 f.segments
             }
             Some(Entry {
@@ -1104,7 +1122,7 @@ impl WritePath {
             // A finished session's blob that ends the file: copy the bytes onto its end, so many
             // small appends make one blob and one segment.
             Some(Segment::Blob { blob, start, len })
-                if !open_blobs.contains(blob) && s.mount.mode != WriteMode::Through =>
+                if !open_blobs.contains(blob) && s.mode != WriteMode::Through =>
             {
                 let (journal, target, session_blob) = (self.journal.clone(), *blob, s.blob);
                 let end = *start + *len;
@@ -1139,12 +1157,18 @@ impl WritePath {
                 ufs_version: None,
                 metadata,
             }),
-            state: self.dirty_state(&s.mount),
+            state: mode_state(s.mode),
         })
     }
 
     /// Finish a `through` create: last part, complete (or one PUT), then publish as clean.
-    async fn commit_through(&self, s: &Session, state: &mut SessionState, len: u64) -> WriteResult<FileMeta> {
+    async fn commit_through(
+        &self,
+        s: &Session,
+        state: &mut SessionState,
+        len: u64,
+        content: Vec<(String, String)>,
+    ) -> WriteResult<FileMeta> {
         let ufs = &s.mount.ufs;
         // Everything that does not touch the key first: the last part, or the bytes of a PUT.
         let prepared: WriteResult<Option<Bytes>> = async {
@@ -1229,7 +1253,7 @@ impl WritePath {
                 mtime_ms: now_ms(),
                 segments: vec![ufs_segment(&s.path, &meta.version, len)],
                 ufs_version: Some(meta.version.clone()),
-                metadata: Some(metadata_vec(&s.metadata)),
+                metadata: Some(with_content(&s.metadata, content)),
             }),
             state: EntryState::Clean,
         };
@@ -1346,6 +1370,8 @@ impl WritePath {
         let m = self.coordinated(mount)?.clone();
         validate_path(src)?;
         validate_path(dst)?;
+        refuse_staged(src)?;
+        refuse_staged(dst)?;
         if src == dst {
             return Ok(());
         }
@@ -1563,6 +1589,7 @@ impl WritePath {
     pub async fn mkdir(&self, mount: &str, path: &str) -> WriteResult<()> {
         let m = self.coordinated(mount)?.clone();
         validate_path(path)?;
+        refuse_staged(path)?;
         let ids = {
             let _op = m.op.lock().await;
             if self.file_source(&m, path).await?.is_some() {
@@ -1694,6 +1721,17 @@ impl WritePath {
         {
             let ns = m.ns.lock();
             for (path, entry) in &changes {
+                if is_staged(path) && !entry.exists() {
+                    // A deleted staged file leaves no tombstone: nothing of it is anywhere else.
+                    if let Some(old) = ns.get(path).filter(|old| old.state != EntryState::Clean) {
+                        records.push(Record::Clear {
+                            mount: m.name.clone(),
+                            path: path.clone(),
+                            id: old.id,
+                        });
+                    }
+                    continue;
+                }
                 let replaces_durable = ns.get(path).is_some_and(|old| old.state != EntryState::Clean);
                 if (durable && entry.state != EntryState::Clean) || replaces_durable {
                     records.push(Record::Set {
@@ -1722,7 +1760,11 @@ impl WritePath {
             let mut ns = m.ns.lock();
             for (path, entry) in changes {
                 self.metadata.forget_stat(&m.name, &path);
-                freed.extend(ns.set(&path, entry));
+                if is_staged(&path) && !entry.exists() {
+                    freed.extend(ns.remove(&path));
+                } else {
+                    freed.extend(ns.set(&path, entry));
+                }
             }
         }
         m.generation.fetch_add(1, Ordering::AcqRel);
@@ -1735,11 +1777,7 @@ impl WritePath {
     }
 
     fn dirty_state(&self, m: &MountWrite) -> EntryState {
-        if m.mode == WriteMode::CacheOnly {
-            EntryState::CacheOnly
-        } else {
-            EntryState::Dirty
-        }
+        mode_state(m.mode)
     }
 
     /// Upload an entry's bytes to `path` now (through-mode appends).
@@ -1778,6 +1816,7 @@ impl WritePath {
         match found {
             Some(e) if e.file().is_some() => Ok(Some(e)),
             Some(_) => Ok(None),
+            None if is_staged(path) => Ok(None),
             None => match m.ufs.stat(path).await {
                 Ok(o) => Ok(Some(ufs_entry(path, &o))),
                 Err(UfsError::NotFound { .. }) => Ok(None),
@@ -1790,9 +1829,13 @@ impl WritePath {
     /// without one, markers included, keyed by full key.
     async fn dir_members(&self, m: &MountWrite, path: &str) -> WriteResult<Vec<(String, Entry)>> {
         let prefix = format!("{path}/");
-        let objects = list_all(m.ufs.as_ref(), &prefix, None)
-            .await
-            .map_err(|e| WriteError::ufs(&e))?;
+        let objects = if is_staged(path) {
+            Vec::new()
+        } else {
+            list_all(m.ufs.as_ref(), &prefix, None)
+                .await
+                .map_err(|e| WriteError::ufs(&e))?
+        };
         let ns = m.ns.lock();
         let mut members: BTreeMap<String, Entry> = BTreeMap::new();
         for item in objects {
@@ -1829,6 +1872,9 @@ impl WritePath {
         };
         if live {
             return Ok(true);
+        }
+        if is_staged(path) {
+            return Ok(false);
         }
         if touched {
             return Ok(!self.dir_members(m, path).await?.is_empty());
@@ -2163,8 +2209,19 @@ fn release_session_bytes(m: &MountWrite, bytes: u64) {
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(bytes)));
 }
 
-/// Continuation tokens of merged listings start with this.
-pub const MERGED_TOKEN: &str = "hoard-after:";
+/// What a listing lists: the prefix, the delimiter, and whether markers list as files.
+#[derive(Debug, Clone, Copy)]
+struct Shape<'a> {
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    markers: bool,
+}
+
+/// Whether the overlay has something a listing of `prefix` shows (staged files show only to
+/// listings of the staging directory).
+fn touches_listed(ns: &Namespace, prefix: &str) -> bool {
+    ns.under(prefix).any(|(k, _)| !hidden_staged(k, prefix))
+}
 
 /// Every item of a listing, all pages.
 async fn list_all(ufs: &dyn UnderStore, prefix: &str, delimiter: Option<&str>) -> UfsResult<Vec<ListItem>> {
@@ -2191,8 +2248,14 @@ async fn list_all(ufs: &dyn UnderStore, prefix: &str, delimiter: Option<&str>) -
 /// show as the prefixes they make, not as files; only the listed directory's own marker lists as
 /// an object, as in the under-store (so an empty directory's own listing is not empty). Plain
 /// and merged listings both follow this.
-pub(crate) fn hidden_marker(key: &str, prefix: &str) -> bool {
-    key.ends_with('/') && key != prefix
+pub(crate) fn hidden_marker(key: &str, prefix: &str, markers: bool) -> bool {
+    !markers && key.ends_with('/') && key != prefix
+}
+
+/// Whether `key`, listed under `prefix`, is in the staging directory and the listing is not:
+/// staged files show only to listings of the staging directory itself.
+pub(crate) fn hidden_staged(key: &str, prefix: &str) -> bool {
+    is_staged(key.trim_end_matches('/')) && !is_staged(prefix.trim_end_matches('/'))
 }
 
 fn list_key(item: &ListItem) -> &str {
@@ -2235,9 +2298,60 @@ fn ufs_entry(path: &str, o: &ObjectMeta) -> Entry {
     }
 }
 
-/// The user metadata an entry's object gets (`None`: its source's).
+/// The user metadata an entry's object gets (`None`: its source's); content-bound keys stay in
+/// hoard (the object gets the under-store's own ETag).
 fn entry_metadata(f: &FileEntry) -> Option<Metadata> {
-    f.metadata.as_ref().map(|v| v.iter().cloned().collect())
+    f.metadata
+        .as_ref()
+        .map(|v| v.iter().filter(|(k, _)| !is_content_bound(k)).cloned().collect())
+}
+
+/// Metadata pairs without their content-bound keys.
+fn without_content(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    pairs.retain(|(k, _)| !is_content_bound(k));
+    pairs
+}
+
+/// A new file's metadata: what its writer opened with and the content-bound keys of its commit.
+fn with_content(metadata: &Metadata, content: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut all = metadata.clone();
+    all.extend(content);
+    metadata_vec(&all)
+}
+
+/// The content-bound metadata a publish carries: only a commit of a created file has any, and
+/// only content-bound keys.
+fn check_content(s: &Session, commit: bool, content: &[(String, String)]) -> WriteResult<()> {
+    if content.is_empty() {
+        return Ok(());
+    }
+    if !commit || s.append {
+        return Err(WriteError::new(
+            Status::InvalidArgument,
+            "only the commit of a created file may set content metadata",
+        ));
+    }
+    match content.iter().find(|(k, _)| !is_content_bound(k)) {
+        Some((k, _)) => Err(WriteError::new(
+            Status::InvalidArgument,
+            format!("`{k}` is not a content metadata key"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// How a path of mount `m` is written: staged files as `cache-only`, whatever the mount's mode.
+fn mode_of(m: &MountWrite, path: &str) -> WriteMode {
+    if is_staged(path) { WriteMode::CacheOnly } else { m.mode }
+}
+
+/// The state a change written in `mode` starts in.
+fn mode_state(mode: WriteMode) -> EntryState {
+    if mode == WriteMode::CacheOnly {
+        EntryState::CacheOnly
+    } else {
+        EntryState::Dirty
+    }
 }
 
 /// Metadata as the journal and the wire carry it (sorted pairs).
@@ -2362,6 +2476,17 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Staged files are made by writes and composes and go with deletes; nothing else touches them.
+fn refuse_staged(path: &str) -> WriteResult<()> {
+    if is_staged(path) {
+        return Err(WriteError::new(
+            Status::InvalidArgument,
+            format!("{path}: the staging directory holds staged files only; they cannot be renamed or made directories"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_path(path: &str) -> WriteResult<()> {

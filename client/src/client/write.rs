@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hoard_transport::wire::{
-    DeleteRequest, FileMeta, PathRequest, RenameRequest, Request, Response, SetMetadataRequest, Status,
-    WriteDataRequest, WriteOpenRequest, WriteSyncRequest,
+    ComposeRequest, ComposeSource, DeleteRequest, FileMeta, PathRequest, RenameRequest, Request, Response,
+    SetMetadataRequest, Status, WriteDataRequest, WriteOpenRequest, WriteSyncRequest,
 };
 use hoard_transport::{Payload, Reply};
 use hoard_ufs::Metadata;
@@ -35,6 +35,20 @@ pub struct CreateOptions {
     /// User metadata of the new file (S3's `x-amz-meta-*`; keys as
     /// [`hoard_ufs::validate_metadata`] allows). Ignored when appending: the file keeps its own.
     pub metadata: Metadata,
+}
+
+/// How [`Client::compose`] makes its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComposeOptions {
+    /// Delete the sources (except the destination itself) in the same step: a multipart
+    /// upload's parts once they are the object.
+    pub remove_sources: bool,
+    /// The new file's whole user metadata, content-bound keys
+    /// ([`hoard_transport::wire::is_content_bound`]) included. `None`: the first source's
+    /// (without its content-bound keys unless it is the only source).
+    pub metadata: Option<Metadata>,
+    /// Fail with [`ClientError::AlreadyExists`] if the destination exists.
+    pub exclusive: bool,
 }
 
 impl Client {
@@ -150,6 +164,51 @@ impl Client {
             dst: to.key,
         });
         self.call_done(&from, request).await
+    }
+
+    /// Make the file `dst` of the bytes of `sources` (whole files, in order, each at the version
+    /// given with it, if any) without reading them: the coordinator makes the new file of the
+    /// sources' stored bytes, and the under-store gets it by server-side copies where it can. A
+    /// copy is a compose of one source. Durable and visible as a rename is.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`] when a source is missing; [`ClientError::Worker`] with
+    /// [`Status::StaleVersion`] when a source changed from the version given,
+    /// [`Status::NotADirectory`] when `dst` is a directory, [`Status::InvalidArgument`] for more
+    /// than 10,000 sources or none; [`ClientError::AlreadyExists`] with `exclusive`.
+    pub async fn compose(
+        &self,
+        dst: &str,
+        sources: &[(&str, Option<&str>)],
+        options: ComposeOptions,
+    ) -> ClientResult<FileMeta> {
+        let to = file_path(dst)?;
+        let mut parts = Vec::with_capacity(sources.len());
+        for (path, version) in sources {
+            let from = file_path(path)?;
+            if from.mount != to.mount {
+                return Err(ClientError::InvalidPath {
+                    path: (*path).to_owned(),
+                    reason: "a compose cannot take bytes from another mount",
+                });
+            }
+            parts.push(ComposeSource {
+                path: from.key,
+                version: version.map(str::to_owned),
+            });
+        }
+        let request = Request::Compose(ComposeRequest {
+            mount: to.mount.clone(),
+            dst: to.key.clone(),
+            sources: parts,
+            remove_sources: options.remove_sources,
+            metadata: options.metadata.map(|m| m.into_iter().collect()),
+            exclusive: options.exclusive,
+        });
+        match self.call_coordinator(&to, request, Payload::default()).await?.message {
+            Response::Committed(meta) => Ok(meta),
+            other => Err(unexpected(&to, &other)),
+        }
     }
 
     /// Delete a file, or with `recursive` a directory and everything under it.
@@ -353,6 +412,7 @@ impl Writer {
         let request = Request::WriteFlush(WriteSyncRequest {
             handle: self.handle,
             len: self.sent,
+            content: Vec::new(),
         });
         match self
             .client
@@ -373,11 +433,24 @@ impl Writer {
     /// under-store failure in `through` mode, [`Status::NoSuchSession`] when the coordinator
     /// restarted mid-write), or [`ClientError::Unavailable`]. Nothing of a failed close is
     /// visible, except bytes an earlier [`Writer::flush`] made durable.
-    pub async fn close(mut self) -> ClientResult<FileMeta> {
+    pub async fn close(self) -> ClientResult<FileMeta> {
+        self.close_with(Vec::new()).await
+    }
+
+    /// [`Writer::close`], and set metadata that describes the bytes on the file with them: keys
+    /// for which [`hoard_transport::wire::is_content_bound`] holds (the S3 ETag the gateway
+    /// computed, a checksum). They stay with these bytes in hoard (a later write or append drops
+    /// them) and are never written to the under-store, whose object gets its own ETag.
+    ///
+    /// # Errors
+    /// As [`Writer::close`]; [`ClientError::Worker`] with [`Status::InvalidArgument`] for an
+    /// appending writer or a key that is not content-bound.
+    pub async fn close_with(mut self, content: Vec<(String, String)>) -> ClientResult<FileMeta> {
         self.drain().await?;
         let request = Request::WriteCommit(WriteSyncRequest {
             handle: self.handle,
             len: self.sent,
+            content,
         });
         self.finished = true;
         match self

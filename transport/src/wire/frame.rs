@@ -24,7 +24,7 @@ use crate::error::{TransportError, TransportResult};
 /// The first four bytes of every frame ("HRD1" on the wire).
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HRD1");
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Length of [`FrameHeader`] on the wire.
 pub const FRAME_HEADER_LEN: usize = 24;
 

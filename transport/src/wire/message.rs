@@ -46,11 +46,20 @@ pub struct ListRequest {
     pub prefix: String,
     /// Group by this delimiter (usually `/`).
     pub delimiter: Option<String>,
-    /// Continue after a previous page.
+    /// Continue after a previous page: the token it returned, or [`LIST_AFTER_TOKEN`] followed by
+    /// a key to start after that key.
     pub continuation: Option<String>,
     /// Most entries in the page (0: the worker's default).
     pub max_keys: u32,
+    /// List directory markers (keys ending in `/`) as files wherever the under-store would, as
+    /// S3 does; without it a marker shows only as the prefix it makes (and as the listed
+    /// directory's own entry), as a file system wants.
+    pub markers: bool,
 }
+
+/// A [`ListRequest::continuation`] made of this and a key lists the entries after that key (S3's
+/// `start-after`); the coordinator's own tokens for merged listings have this form too.
+pub const LIST_AFTER_TOKEN: &str = "hoard-after:";
 
 /// Most bytes one [`ReadRequest`] may ask for; larger requests are refused as invalid.
 pub const MAX_READ_BYTES: u64 = 128 << 20;
@@ -121,12 +130,77 @@ pub struct WriteDataRequest {
 
 /// Finish a session step: `Flush` makes the first `len` bytes durable (the worker has every one
 /// of them); `Commit` also publishes the file.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct WriteSyncRequest {
     /// Session handle.
     pub handle: u64,
     /// Number of session bytes the client has sent.
     pub len: u64,
+    /// Content-bound metadata of the published bytes (see [`is_content_bound`]: the S3 ETag, a
+    /// checksum), set on the file with its bytes. Only a commit of a created (not appended) file
+    /// may carry any; anything else is refused.
+    pub content: Vec<(String, String)>,
+}
+
+/// The user-metadata key of a file's S3 ETag as the S3 gateway computed it from the bytes it
+/// received (the MD5 of a PUT's body, or S3's multipart form), without quotes.
+pub const ETAG_KEY: &str = "hoard-etag";
+
+/// The prefix of user-metadata keys holding a checksum of a file's bytes, named by algorithm
+/// (`hoard-checksum-crc32c`: S3's `x-amz-checksum-crc32c`, base64).
+pub const CHECKSUM_KEY_PREFIX: &str = "hoard-checksum-";
+
+/// Whether a user-metadata key describes the file's bytes (its ETag, a checksum). Such keys
+/// travel only with the bytes they describe: a worker drops them from the metadata a writer
+/// opens with and from an appended file, takes them only from a commit
+/// ([`WriteSyncRequest::content`]) or a compose, and never writes them to the under-store (where
+/// the object gets its own ETag).
+pub fn is_content_bound(key: &str) -> bool {
+    key == ETAG_KEY || key.starts_with(CHECKSUM_KEY_PREFIX)
+}
+
+/// The directory, at the root of every mount, that holds *staged* files: bytes a client keeps in
+/// hoard on its way to a file (the S3 gateway's multipart-upload parts). A worker never writes
+/// staged files to the under-store, keeps them durable like `cache-only` files, deletes them
+/// without a trace, and leaves the directory out of listings of the mount's root.
+pub const STAGING_DIR: &str = ".hoard-staging";
+
+/// Whether `path` (within a mount) is a staged file or directory.
+pub fn is_staged(path: &str) -> bool {
+    path.strip_prefix(STAGING_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// One source of a [`ComposeRequest`]: a whole file.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ComposeSource {
+    /// Path within the mount.
+    pub path: String,
+    /// The version the caller saw; the compose fails with `StaleVersion` if the file has
+    /// another one now. `None`: whatever it holds.
+    pub version: Option<String>,
+}
+
+/// Make `dst` the concatenation of `sources` (in order) without moving their bytes through the
+/// client: the new file's segments are the sources' segments, so the coordinator copies nothing
+/// (the under-store gets the object by server-side copies where it can). A copy is a compose of
+/// one source; a multipart upload's completion is a compose of its staged parts with
+/// `remove_sources`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ComposeRequest {
+    /// Mount name (sources and destination are in the same mount).
+    pub mount: String,
+    /// The file to create or replace.
+    pub dst: String,
+    /// Its content, in order (at least one; the same file may appear more than once).
+    pub sources: Vec<ComposeSource>,
+    /// Delete the sources (except `dst` itself) in the same step.
+    pub remove_sources: bool,
+    /// The new file's whole user metadata, content-bound keys included (`None`: the first
+    /// source's, without its content-bound keys unless it is the only source).
+    pub metadata: Option<Vec<(String, String)>>,
+    /// Fail with `AlreadyExists` if `dst` exists.
+    pub exclusive: bool,
 }
 
 /// Rename a file or a directory (every key under `src/`).
@@ -195,6 +269,8 @@ pub enum Request {
     Sync(PathRequest),
     /// Replace a file's user metadata.
     SetMetadata(SetMetadataRequest),
+    /// Make a file of other files' bytes (answered with [`Response::Committed`]).
+    Compose(ComposeRequest),
     /// Where the pages of a byte range sit in the worker's memory regions, instead of their bytes
     /// (filling misses first), for a client that maps the regions (shared memory).
     Locate(ReadRequest),
@@ -554,6 +630,8 @@ pub enum MessageKind {
     Sync = 66,
     /// [`Request::SetMetadata`].
     SetMetadata = 68,
+    /// [`Request::Compose`] (answered with [`Response::Committed`]).
+    Compose = 70,
     /// [`Response::Done`].
     Done = 98,
     /// [`Response::Error`].
@@ -580,6 +658,7 @@ impl Request {
             Request::Mkdir(_) => MessageKind::Mkdir,
             Request::Sync(_) => MessageKind::Sync,
             Request::SetMetadata(_) => MessageKind::SetMetadata,
+            Request::Compose(_) => MessageKind::Compose,
             Request::Locate(_) => MessageKind::Locate,
             Request::Lease(_) => MessageKind::Lease,
             Request::RdmaConnect(_) => MessageKind::RdmaConnect,
@@ -607,6 +686,7 @@ impl ArchivedRequest {
             ArchivedRequest::Mkdir(_) => MessageKind::Mkdir,
             ArchivedRequest::Sync(_) => MessageKind::Sync,
             ArchivedRequest::SetMetadata(_) => MessageKind::SetMetadata,
+            ArchivedRequest::Compose(_) => MessageKind::Compose,
             ArchivedRequest::Locate(_) => MessageKind::Locate,
             ArchivedRequest::Lease(_) => MessageKind::Lease,
             ArchivedRequest::RdmaConnect(_) => MessageKind::RdmaConnect,

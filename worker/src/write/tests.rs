@@ -29,6 +29,7 @@ fn open(journal_dir: &Path, store: &Arc<LocalUnderStore>, mode: WriteMode) -> Ar
         ufs: "file:///unused".into(),
         write_mode: mode,
         cache_only_capacity: ByteSize::kib(64),
+        anonymous: Default::default(),
     };
     let ufs: Arc<dyn UnderStore> = store.clone();
     WritePath::open(
@@ -44,6 +45,18 @@ fn open(journal_dir: &Path, store: &Arc<LocalUnderStore>, mode: WriteMode) -> Ar
         },
     )
     .expect("open the write path")
+}
+
+/// A listing of `prefix` grouped by `/`, as the client asks for a directory.
+fn dir_listing(prefix: &str) -> hoard_transport::wire::ListRequest {
+    hoard_transport::wire::ListRequest {
+        mount: "m".into(),
+        prefix: prefix.into(),
+        delimiter: Some("/".into()),
+        continuation: None,
+        max_keys: 0,
+        markers: false,
+    }
 }
 
 impl Fixture {
@@ -83,7 +96,7 @@ impl Fixture {
             .open_session("m", path, false, false, Default::default())
             .await?;
         self.write.write(h, 0, Bytes::copy_from_slice(data)).await?;
-        self.write.publish(h, data.len() as u64, true).await
+        self.write.publish(h, data.len() as u64, true, Vec::new()).await
     }
 
     async fn append(&self, path: &str, data: &[u8]) -> WriteResult<Option<FileMeta>> {
@@ -92,7 +105,7 @@ impl Fixture {
             .open_session("m", path, true, false, Default::default())
             .await?;
         self.write.write(h, 0, Bytes::copy_from_slice(data)).await?;
-        self.write.publish(h, data.len() as u64, true).await
+        self.write.publish(h, data.len() as u64, true, Vec::new()).await
     }
 
     /// The file's bytes as hoard serves them.
@@ -216,13 +229,13 @@ async fn renames_and_deletes_follow_posix_rules() {
     f.write.rename("m", "src", "dst").await.expect("rename");
     assert!(
         f.write
-            .list("m", "src/", Some("/"), None, false, 100)
+            .list(&dir_listing("src/"), 100)
             .await
             .is_some_and(|l| l.expect("list").entries.is_empty())
     );
     let listed = f
         .write
-        .list("m", "dst/", Some("/"), None, false, 1000)
+        .list(&dir_listing("dst/"), 1000)
         .await
         .expect("overlay")
         .expect("list");
@@ -233,7 +246,7 @@ async fn renames_and_deletes_follow_posix_rules() {
     f.write.mkdir("m", "empty").await.expect("mkdir");
     let root = f
         .write
-        .list("m", "", Some("/"), None, false, 1000)
+        .list(&dir_listing(""), 1000)
         .await
         .expect("overlay")
         .expect("list");
@@ -250,7 +263,7 @@ async fn renames_and_deletes_follow_posix_rules() {
     // (the store's own listing answers once the marker is persisted): it is not empty.
     let own = f
         .write
-        .list("m", "empty/", Some("/"), None, false, 1000)
+        .list(&dir_listing("empty/"), 1000)
         .await
         .expect("overlay")
         .expect("list");
@@ -321,7 +334,7 @@ async fn through_mode_acknowledges_once_the_store_has_it() {
     }
     let meta = f
         .write
-        .publish(h, big.len() as u64, true)
+        .publish(h, big.len() as u64, true, Vec::new())
         .await
         .expect("commit")
         .expect("meta");
@@ -373,7 +386,7 @@ async fn bad_requests_get_clear_errors() {
         .write(h, 10, Bytes::from_static(b"x"))
         .await
         .expect("write at 10");
-    let e = f.write.publish(h, 11, true).await.expect_err("bytes 0..10 missing");
+    let e = f.write.publish(h, 11, true, Vec::new()).await.expect_err("bytes 0..10 missing");
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(f.write.stat("m", "gap").is_none(), "nothing published");
 }
@@ -495,7 +508,7 @@ async fn metadata_is_kept_through_appends_renames_and_changes_in_both_modes() {
             .await
             .expect("open");
         f.write.write(h, 0, Bytes::from_static(b"abc")).await.expect("write");
-        let meta = f.write.publish(h, 3, true).await.expect("commit").expect("meta");
+        let meta = f.write.publish(h, 3, true, Vec::new()).await.expect("commit").expect("meta");
         assert_eq!(
             meta.metadata,
             Some(metadata_vec(&first)),
@@ -564,9 +577,11 @@ async fn metadata_survives_a_restart_before_the_upload() {
         .await
         .expect("open");
     f.write.write(h, 0, Bytes::from_static(b"new")).await.expect("write");
-    f.write.publish(h, 3, true).await.expect("commit");
+    f.write.publish(h, 3, true, Vec::new()).await.expect("commit");
     f.restart();
     f.sync().await;
     assert_eq!(ufs_metadata(&f.store, "u").await, m);
     assert_eq!(ufs_metadata(&f.store, "n").await, m);
 }
+
+mod compose;
