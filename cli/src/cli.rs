@@ -36,6 +36,9 @@ pub enum Command {
         /// Prometheus metrics address.
         #[arg(long, default_value = "127.0.0.1:7401")]
         metrics: SocketAddr,
+        /// Address of the S3-compatible endpoint (bucket `data`).
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        s3: SocketAddr,
         /// Memory for cached pages.
         #[arg(long, default_value = "1GiB")]
         memory: bytesize::ByteSize,
@@ -48,6 +51,15 @@ pub enum Command {
         /// This worker's id in the config.
         #[arg(long, env = "HOARD_WORKER_ID")]
         id: String,
+    },
+    /// Serve the S3-compatible endpoint (every mount is a bucket) until SIGINT/SIGTERM.
+    Gateway {
+        /// Address to serve S3 on.
+        #[arg(long, default_value = "127.0.0.1:7480", env = "HOARD_GATEWAY_LISTEN")]
+        listen: SocketAddr,
+        /// Prometheus metrics address (none by default).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
     /// List a directory: `hoard ls /MOUNT/dir`; `hoard ls /` lists the mounts.
     Ls {
@@ -212,7 +224,7 @@ pub enum ClusterCommand {
 /// Log to stderr with the filter from `--log`/`HOARD_LOG`, else a default per command.
 pub fn init_logging(args: &Args) {
     let default = match args.command {
-        Command::Up { .. } | Command::Worker { .. } | Command::Mount(_) => "info",
+        Command::Up { .. } | Command::Worker { .. } | Command::Gateway { .. } | Command::Mount(_) => "info",
         _ => "warn",
     };
     let filter = args.log.clone().unwrap_or_else(|| default.to_owned());

@@ -1,6 +1,7 @@
 //! One module per command; this one dispatches and owns the tokio runtime.
 
 mod fs;
+mod gateway;
 mod load;
 mod mount;
 mod status;
@@ -23,9 +24,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 dir,
                 listen,
                 metrics,
+                s3,
                 memory,
-            } => up::run(dir, listen, metrics, memory).await,
+            } => up::run(dir, listen, metrics, s3, memory).await,
             Command::Worker { config, id } => worker::run(config.as_deref().or(cluster), &id).await,
+            Command::Gateway { listen, metrics } => gateway::run(cluster, listen, metrics).await,
             Command::Ls { path, recursive } => fs::ls(cluster, &path, recursive).await,
             Command::Stat { path } => fs::stat(cluster, &path).await,
             Command::Cat { path, offset, length } => fs::cat(cluster, &path, offset, length).await,

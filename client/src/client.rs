@@ -18,8 +18,8 @@ use hoard_transport::region::Location;
 use hoard_transport::shm::ShmTransport;
 use hoard_transport::tcp::ConnectOptions;
 use hoard_transport::wire::{
-    FileKey, FileMeta, LIST_AFTER_TOKEN, LeaseRequest, ListEntry, ListReply, ListRequest, PageLocation, Payload, ReadRequest, Reply,
-    Request, Response, StatRequest, Status, WorkerStatus,
+    FileKey, FileMeta, LIST_AFTER_TOKEN, LeaseRequest, ListEntry, ListReply, ListRequest, PageLocation, Payload,
+    ReadRequest, Reply, Request, Response, StatRequest, Status, WorkerStatus,
 };
 use hoard_ufs::{S3Config, UfsError, UnderStore};
 

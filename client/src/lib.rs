@@ -33,7 +33,10 @@ pub use hoard_transport::cluster::TransportChoice;
 pub use hoard_transport::ring;
 
 pub use blocking::BlockingClient;
-pub use client::{Client, ClientBuilder, ComposeOptions, CreateOptions, KeyQuery, LoadProgress, LoadSummary, OpenFile, PageLease, Writer};
+pub use client::{
+    Client, ClientBuilder, ComposeOptions, CreateOptions, KeyQuery, LoadProgress, LoadSummary, OpenFile, PageLease,
+    Writer,
+};
 pub use error::{ClientError, ClientResult};
 pub use hoard_transport::wire::{FileMeta, ListEntry, ListReply, WorkerStatus};
 pub use hoard_ufs::Metadata;

@@ -48,6 +48,8 @@ pub struct WorkerProc {
     pub metrics: SocketAddr,
     /// Its log file (stdout and stderr).
     pub log: PathBuf,
+    /// The S3 gateway address its process serves, if it does.
+    pub gateway: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -112,6 +114,8 @@ struct Plan<'a> {
     journal_root: Option<&'a Path>,
     /// Each worker's `memory_capacity`.
     memory: &'a str,
+    /// Every worker serves the S3 gateway too (on an address of its own).
+    gateways: bool,
 }
 
 impl Cluster {
@@ -139,6 +143,7 @@ impl Cluster {
             extra,
             journal_root: None,
             memory,
+            gateways: false,
         })
     }
 
@@ -159,6 +164,7 @@ impl Cluster {
             extra,
             journal_root,
             memory: "32MiB",
+            gateways: false,
         })
     }
 
@@ -177,6 +183,27 @@ impl Cluster {
             extra,
             journal_root: None,
             memory,
+            gateways: false,
+        })
+    }
+
+    /// As [`Cluster::start_sized`], and every worker's process serves the S3 gateway on an
+    /// address of its own ([`WorkerProc::gateway`]); `extra` holds the `[gateway]` table.
+    pub fn start_with_gateways(
+        n: usize,
+        mounts: &[Mount],
+        s3: Option<String>,
+        extra: &str,
+        memory: &str,
+    ) -> anyhow::Result<Cluster> {
+        Cluster::start_retrying(&Plan {
+            n,
+            mounts,
+            s3: s3.as_deref(),
+            extra,
+            journal_root: None,
+            memory,
+            gateways: true,
         })
     }
 
@@ -203,6 +230,7 @@ impl Cluster {
             extra,
             journal_root,
             memory,
+            gateways,
         } = *plan;
         let dir = tempfile::tempdir()?;
         let journal_root = journal_root.unwrap_or(dir.path()).to_owned();
@@ -225,12 +253,17 @@ impl Cluster {
                 socket.display().to_string(),
                 nvme.display().to_string()
             ));
+            let gateway = gateways.then(free_addr);
+            if let Some(g) = gateway {
+                text.push_str(&format!("gateway = \"{g}\"\n"));
+            }
             let log = dir.path().join(format!("w{i}.log"));
             workers.push(WorkerProc {
                 id: format!("w{i}"),
                 addr,
                 metrics,
                 log,
+                gateway,
                 child: None,
             });
         }
@@ -274,7 +307,7 @@ impl Cluster {
             .context("spawn hoard worker")?;
         w.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(w.addr).is_err() {
+        while TcpStream::connect(w.addr).is_err() || w.gateway.is_some_and(|g| TcpStream::connect(g).is_err()) {
             if let Some(status) = w.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("worker {} exited with {status}: {}", w.id, tail(&w.log));
             }

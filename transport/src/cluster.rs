@@ -579,7 +579,9 @@ impl ClusterConfig {
         }
         for (i, k) in g.keys.iter().enumerate() {
             if k.access_key.is_empty() || k.secret_key.is_empty() {
-                return invalid(format!("gateway key #{i}: `access_key` and `secret_key` must not be empty"));
+                return invalid(format!(
+                    "gateway key #{i}: `access_key` and `secret_key` must not be empty"
+                ));
             }
             if g.keys[..i].iter().any(|o| o.access_key == k.access_key) {
                 return invalid(format!("gateway key `{}` is listed twice", k.access_key));

@@ -15,11 +15,12 @@ pub use frame::{
     decode_response, decode_response_message, encode_message, read_frame, read_frame_head, read_payload_into,
 };
 pub use message::{
-    CHECKSUM_KEY_PREFIX, ComposeRequest, ComposeSource, DeleteRequest, ETAG_KEY, ErrorReply, LIST_AFTER_TOKEN, STAGING_DIR, FileKey, FileMeta, Hello, HelloReply, LeaseRequest, ListEntry, ListReply, ListRequest,
-    LoadReply, LocateReply, MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, RdmaConnected,
-    RdmaEndpoint, RdmaRegion, RdmaWords, ReadReply, ReadRequest, RegionInfo, RenameRequest, Request, Response,
-    SetMetadataRequest, ShmOffer, StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened,
-    WriteSyncRequest, is_content_bound, is_staged,
+    CHECKSUM_KEY_PREFIX, ComposeRequest, ComposeSource, DeleteRequest, ETAG_KEY, ErrorReply, FileKey, FileMeta, Hello,
+    HelloReply, LIST_AFTER_TOKEN, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply,
+    MAX_READ_BYTES, MessageKind, PageCrc, PageLocation, PathRequest, RdmaConnected, RdmaEndpoint, RdmaRegion,
+    RdmaWords, ReadReply, ReadRequest, RegionInfo, RenameRequest, Request, Response, STAGING_DIR, SetMetadataRequest,
+    ShmOffer, StatRequest, WorkerStatus, WriteDataRequest, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    is_content_bound, is_staged,
 };
 pub use status::Status;
 

@@ -14,10 +14,9 @@ use hoard_transport::TransportKind;
 use hoard_transport::region::{ArenaData, ArenaGenerations, StableMemory};
 use hoard_transport::tcp::Handler;
 use hoard_transport::wire::{
-    ComposeRequest,
-    DeleteRequest, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply, MAX_READ_BYTES,
-    PageCrc, PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request, Response,
-    SetMetadataRequest, StatRequest, Status, WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
+    ComposeRequest, DeleteRequest, FileMeta, LeaseRequest, ListEntry, ListReply, ListRequest, LoadReply, LocateReply,
+    MAX_READ_BYTES, PageCrc, PageLocation, PathRequest, Payload, ReadReply, ReadRequest, RenameRequest, Reply, Request,
+    Response, SetMetadataRequest, StatRequest, Status, WorkerStatus, WriteOpenRequest, WriteOpened, WriteSyncRequest,
 };
 use hoard_ufs::{ListItem, ObjectMeta, UfsError, UnderStore};
 use tracing::Instrument;
@@ -212,7 +211,9 @@ impl WorkerService {
                 let entries = page
                     .into_items()
                     .into_iter()
-                    .filter(|item| matches!(item, ListItem::Prefix(_)) || !hidden_marker(item.key(), &key.prefix, key.markers))
+                    .filter(|item| {
+                        matches!(item, ListItem::Prefix(_)) || !hidden_marker(item.key(), &key.prefix, key.markers)
+                    })
                     .filter(|item| !hidden_staged(item.key(), &key.prefix))
                     .map(list_entry)
                     .collect();

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hoard_transport::cluster::{MountEntry, WriteMode};
 use hoard_transport::wire::{
-    FileKey, FileMeta, LIST_AFTER_TOKEN, ListEntry, ListReply, ListRequest as WireListRequest, Status, is_content_bound,
-    is_staged,
+    FileKey, FileMeta, LIST_AFTER_TOKEN, ListEntry, ListReply, ListRequest as WireListRequest, Status,
+    is_content_bound, is_staged,
 };
 use hoard_ufs::{CompletedPart, ListItem, ListRequest, Metadata, ObjectMeta, UfsError, UfsResult, UnderStore};
 use parking_lot::Mutex;
@@ -134,10 +134,11 @@ struct MountWrite {
     /// Bumped on every change of the overlay (invalidates `listings`).
     generation: AtomicU64,
     /// Merged listings: (prefix, delimiter, markers) -> (generation, when, entries).
-    listings: Mutex<HashMap<(String, Option<String>, bool), ListingCache>>,
+    listings: Mutex<HashMap<ListingKey, ListingCache>>,
 }
 
 type ListingCache = (u64, Instant, Arc<Vec<ListEntry>>);
+type ListingKey = (String, Option<String>, bool);
 
 /// Byte ranges received by a session.
 #[derive(Debug, Default)]
@@ -614,7 +615,10 @@ impl WritePath {
     /// The under-store's listing error.
     pub async fn list(&self, req: &WireListRequest, max_keys: u32) -> Option<WriteResult<ListReply>> {
         let m = self.coordinated(&req.mount).ok()?;
-        let after = req.continuation.as_deref().and_then(|c| c.strip_prefix(LIST_AFTER_TOKEN));
+        let after = req
+            .continuation
+            .as_deref()
+            .and_then(|c| c.strip_prefix(LIST_AFTER_TOKEN));
         let ufs_token = req.continuation.is_some() && after.is_none();
         if ufs_token || (after.is_none() && !touches_listed(&m.ns.lock(), &req.prefix)) {
             return None;
@@ -627,7 +631,13 @@ impl WritePath {
         Some(self.merged_list(m, shape, after, max_keys).await)
     }
 
-    async fn merged_list(&self, m: &MountWrite, shape: Shape<'_>, after: Option<&str>, max_keys: u32) -> WriteResult<ListReply> {
+    async fn merged_list(
+        &self,
+        m: &MountWrite,
+        shape: Shape<'_>,
+        after: Option<&str>,
+        max_keys: u32,
+    ) -> WriteResult<ListReply> {
         let all = self.merged_entries(m, shape).await?;
         let from = after.map_or(0, |a| all.partition_point(|e| entry_key(e) <= a));
         let max = if max_keys == 0 { 1000 } else { max_keys as usize };
@@ -644,7 +654,11 @@ impl WritePath {
     /// Every entry of a merged listing, in key order; cached until the namespace changes (or
     /// for [`MERGED_LIST_TTL`], for changes made behind hoard's back).
     async fn merged_entries(&self, m: &MountWrite, shape: Shape<'_>) -> WriteResult<Arc<Vec<ListEntry>>> {
-        let key = (shape.prefix.to_owned(), shape.delimiter.map(str::to_owned), shape.markers);
+        let key = (
+            shape.prefix.to_owned(),
+            shape.delimiter.map(str::to_owned),
+            shape.markers,
+        );
         let generation = m.generation.load(Ordering::Acquire);
         if let Some((g, at, entries)) = m.listings.lock().get(&key)
             && *g == generation
@@ -1121,9 +1135,7 @@ impl WritePath {
             Some(Segment::Blob { blob, start, len }) if *blob == s.blob && *start + *len == from => *len += added,
             // A finished session's blob that ends the file: copy the bytes onto its end, so many
             // small appends make one blob and one segment.
-            Some(Segment::Blob { blob, start, len })
-                if !open_blobs.contains(blob) && s.mode != WriteMode::Through =>
-            {
+            Some(Segment::Blob { blob, start, len }) if !open_blobs.contains(blob) && s.mode != WriteMode::Through => {
                 let (journal, target, session_blob) = (self.journal.clone(), *blob, s.blob);
                 let end = *start + *len;
                 let copied =
@@ -2483,7 +2495,9 @@ fn refuse_staged(path: &str) -> WriteResult<()> {
     if is_staged(path) {
         return Err(WriteError::new(
             Status::InvalidArgument,
-            format!("{path}: the staging directory holds staged files only; they cannot be renamed or made directories"),
+            format!(
+                "{path}: the staging directory holds staged files only; they cannot be renamed or made directories"
+            ),
         ));
     }
     Ok(())

@@ -17,6 +17,7 @@ pub async fn run(
     dir: Option<PathBuf>,
     listen: SocketAddr,
     metrics: SocketAddr,
+    s3: SocketAddr,
     memory: ByteSize,
 ) -> anyhow::Result<()> {
     let home = cluster_file::hoard_home();
@@ -27,15 +28,28 @@ pub async fn run(
         .with_context(|| format!("resolve {}", dir.display()))?;
     std::fs::create_dir_all(&home).with_context(|| format!("create {}", home.display()))?;
     let config_path = cluster_file::default_cluster_file();
-    // Keep the token of an earlier run, so clients configured with it keep working.
-    let token = ClusterConfig::load(&config_path)
-        .map(|c| c.token)
-        .unwrap_or_else(|_| new_token());
-    let text = config_text(&token, &dir, listen, metrics, memory);
+    // Keep the token and the S3 key of an earlier run, so clients configured with them keep
+    // working.
+    let earlier = ClusterConfig::load(&config_path).ok();
+    let token = earlier.as_ref().map_or_else(new_token, |c| c.token.clone());
+    let secret = earlier
+        .as_ref()
+        .and_then(|c| c.gateway.keys.first().map(|k| k.secret_key.clone()))
+        .unwrap_or_else(new_token);
+    let addrs = Addrs { listen, metrics, s3 };
+    let text = config_text(&token, &secret, &dir, addrs, memory);
     let cluster = ClusterConfig::parse(&text).context("build the quickstart config")?;
     std::fs::write(&config_path, &text).with_context(|| format!("write {}", config_path.display()))?;
-    print_tour(&dir, &config_path, metrics);
-    super::worker::serve(WorkerConfig::from_cluster(&cluster, "w1")?).await
+    print_tour(&dir, &config_path, metrics, s3, &secret);
+    let worker = WorkerConfig::from_cluster(&cluster, "w1")?;
+    super::worker::serve_with_gateway(cluster, worker).await
+}
+
+/// The quickstart's addresses: RPC, metrics, S3.
+struct Addrs {
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    s3: SocketAddr,
 }
 
 fn new_token() -> String {
@@ -46,18 +60,25 @@ fn new_token() -> String {
         .collect()
 }
 
-fn config_text(token: &str, dir: &Path, listen: SocketAddr, metrics: SocketAddr, memory: ByteSize) -> String {
+fn config_text(token: &str, secret: &str, dir: &Path, addrs: Addrs, memory: ByteSize) -> String {
     let ufs = format!("file://{}", dir.display());
     let memory = memory.as_u64();
+    let Addrs { listen, metrics, s3 } = addrs;
     format!(
-        "# Written by `hoard up`: a single worker serving one local directory.\n\
+        "# Written by `hoard up`: a single worker serving one local directory, over hoard's\n\
+         # protocol and as an S3 endpoint (bucket `data`).\n\
          token = \"{token}\"\n\n\
-         [[workers]]\nid = \"w1\"\naddr = \"{listen}\"\nmetrics = \"{metrics}\"\nmemory_capacity = {memory}\n\n\
-         [[mounts]]\nname = \"data\"\nufs = {ufs:?}\n"
+         [[workers]]\nid = \"w1\"\naddr = \"{listen}\"\nmetrics = \"{metrics}\"\ngateway = \"{s3}\"\n\
+         memory_capacity = {memory}\n\n\
+         [[mounts]]\nname = \"data\"\nufs = {ufs:?}\n\n\
+         [[gateway.keys]]\naccess_key = \"{UP_ACCESS_KEY}\"\nsecret_key = \"{secret}\"\n"
     )
 }
 
-fn print_tour(dir: &Path, config: &Path, metrics: SocketAddr) {
+/// The access key of the quickstart's S3 endpoint.
+const UP_ACCESS_KEY: &str = "hoard";
+
+fn print_tour(dir: &Path, config: &Path, metrics: SocketAddr, s3: SocketAddr, secret: &str) {
     println!("hoard is up: one worker caching {} as mount `data`.", dir.display());
     println!(
         "  cluster config: {} (the default for every hoard command)",
@@ -75,6 +96,11 @@ fn print_tour(dir: &Path, config: &Path, metrics: SocketAddr) {
     println!("  hoard cat /data/some-file   # read it (now from memory)");
     println!("  hoard put other-file /data/ # write a file through hoard");
     println!("  hoard cluster status        # capacity, used, hit ratio");
+    println!();
+    println!("Or with any S3 client (bucket `data` is the directory):");
+    println!(
+        "  AWS_ACCESS_KEY_ID={UP_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={secret} aws --endpoint-url http://{s3} s3 ls s3://data/"
+    );
     println!();
     println!("Ctrl-C stops the worker.");
 }

@@ -386,7 +386,11 @@ async fn bad_requests_get_clear_errors() {
         .write(h, 10, Bytes::from_static(b"x"))
         .await
         .expect("write at 10");
-    let e = f.write.publish(h, 11, true, Vec::new()).await.expect_err("bytes 0..10 missing");
+    let e = f
+        .write
+        .publish(h, 11, true, Vec::new())
+        .await
+        .expect_err("bytes 0..10 missing");
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(f.write.stat("m", "gap").is_none(), "nothing published");
 }
@@ -508,7 +512,12 @@ async fn metadata_is_kept_through_appends_renames_and_changes_in_both_modes() {
             .await
             .expect("open");
         f.write.write(h, 0, Bytes::from_static(b"abc")).await.expect("write");
-        let meta = f.write.publish(h, 3, true, Vec::new()).await.expect("commit").expect("meta");
+        let meta = f
+            .write
+            .publish(h, 3, true, Vec::new())
+            .await
+            .expect("commit")
+            .expect("meta");
         assert_eq!(
             meta.metadata,
             Some(metadata_vec(&first)),
