@@ -38,11 +38,12 @@ build_nodelay_shim() {
 
 # python_env: a virtual environment with what the Python package's build, tests and benchmark
 # need (maturin, pytest, numpy, fsspec, boto3, and PyTorch from PyPI: several GiB, installed once
-# and kept in ~/.cache/hoard/pyenv, or $HOARD_PYENV). Activates it, and points PyO3 at its
-# interpreter so that cargo and maturin build against the same Python.
+# and kept in ~/.cache/hoard/pyenv, or $HOARD_PYENV), and the S3 clients the gateway's tests use
+# (the AWS CLI, s3torchconnector). Activates it, and points PyO3 at its interpreter so that cargo
+# and maturin build against the same Python.
 python_env() {
   local venv="${HOARD_PYENV:-$HOME/.cache/hoard/pyenv}"
-  local wanted=(maturin pytest numpy fsspec boto3 torch)
+  local wanted=(maturin pytest numpy fsspec boto3 torch awscli s3torchconnector)
   if [ ! -x "$venv/bin/python" ]; then
     log "creating the Python virtual environment $venv"
     command -v python3 >/dev/null || apt_install python3 python3-venv
@@ -50,7 +51,7 @@ python_env() {
   fi
   # shellcheck disable=SC1091
   source "$venv/bin/activate"
-  if ! { command -v maturin && python -c 'import pytest, numpy, fsspec, boto3, torch'; } >/dev/null 2>&1; then
+  if ! { command -v maturin && command -v aws && python -c 'import pytest, numpy, fsspec, boto3, torch, s3torchconnector'; } >/dev/null 2>&1; then
     log "installing Python packages: ${wanted[*]} (PyTorch is large: minutes, once)"
     python -m pip install -q --upgrade pip
     python -m pip install -q "${wanted[@]}"

@@ -39,6 +39,8 @@ bash scripts/valgrind-regions.sh
 log "the Python package: the wheel built into a virtual environment, pytest against a real cluster"
 cargo build --locked -p hoard-tests --features hoard-tests/rdma --bin hoard-test-cluster
 (cd python && maturin develop --features rdma --quiet && python -m pytest -q)
+log "the S3 gateway: boto3, the AWS CLI and s3torchconnector against a real cluster"
+(cd tests/gateway && python -m pytest -q -p no:cacheprovider)
 log "doc tests and docs"
 cargo test --doc --workspace --locked $FEATURES
 RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --locked --quiet $FEATURES

@@ -36,6 +36,95 @@ pub enum Command {
     /// One-sided RDMA reads against perftest on the same device (`ib_read_lat`, `ib_read_bw`):
     /// run inside the RDMA virtual machine (`scripts/rdma-bench.sh`).
     Rdma(RdmaArgs),
+    /// The S3 gateway against the S3 server it caches, with the same S3 client (the AWS Rust
+    /// SDK): small-object GET latency and large-object GET throughput, cold and warm, with no
+    /// delay and with a delay proxy in front of the S3 server (so it answers as late as S3 does).
+    Gateway(GatewayArgs),
+}
+
+/// Flags of `hoard-bench gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The `hoard` binary that runs the worker and its gateway (default: the workspace's
+    /// `target/release/hoard`).
+    #[arg(long, env = "HOARD_BIN")]
+    pub hoard_bin: Option<PathBuf>,
+    /// Small objects of 4 KiB read once cold, then warm [default: 200; --quick: 40].
+    #[arg(long)]
+    pub small_objects: Option<u32>,
+    /// Warm passes over the small objects [default: 5; --quick: 2].
+    #[arg(long)]
+    pub warm_passes: Option<u32>,
+    /// Size of the large object [default: 256MiB; --quick: 32MiB].
+    #[arg(long)]
+    pub large_size: Option<ByteSize>,
+    /// Delay the proxy adds to each request's round trip (half each way), as between a client
+    /// and S3.
+    #[arg(long, default_value = "20ms")]
+    pub delay: humantime::Duration,
+    /// Directory for Garage's data and the worker's files [default: the system's temporary
+    /// directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Wall-clock limit of each timed phase, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub time_limit: u64,
+    /// Small and fast: checks that the harness works. Explicit flags still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What a `gateway` run does, every default applied.
+#[derive(Debug, Clone)]
+pub struct GatewayPlan {
+    /// The `hoard` binary.
+    pub hoard_bin: PathBuf,
+    /// Small objects.
+    pub small_objects: u32,
+    /// Warm passes over them.
+    pub warm_passes: u32,
+    /// Bytes of the large object.
+    pub large_bytes: u64,
+    /// Round-trip delay of the proxy.
+    pub delay: Duration,
+    /// Where Garage's data and the worker's files go.
+    pub dir: PathBuf,
+    /// Limit of each timed phase.
+    pub time_limit: Duration,
+    /// Quick mode.
+    pub quick: bool,
+    /// JSON output file.
+    pub json: Option<PathBuf>,
+}
+
+impl GatewayArgs {
+    /// The plan: quick or full defaults, overridden by explicit flags, then checked.
+    ///
+    /// # Errors
+    /// When a value is out of range or the `hoard` binary cannot be found.
+    pub fn resolve(self) -> anyhow::Result<GatewayPlan> {
+        let q = self.quick;
+        let plan = GatewayPlan {
+            hoard_bin: hoard_bin(self.hoard_bin)?,
+            small_objects: self.small_objects.unwrap_or(if q { 40 } else { 200 }),
+            warm_passes: self.warm_passes.unwrap_or(if q { 2 } else { 5 }),
+            large_bytes: self
+                .large_size
+                .map_or(if q { 32 << 20 } else { 256 << 20 }, |s| s.as_u64()),
+            delay: self.delay.into(),
+            dir: self.dir.unwrap_or_else(std::env::temp_dir),
+            time_limit: Duration::from_secs(self.time_limit),
+            quick: q,
+            json: self.json,
+        };
+        if plan.small_objects == 0 || plan.warm_passes == 0 || plan.large_bytes < (1 << 20) {
+            bail!("--small-objects and --warm-passes must be at least 1, --large-size at least 1 MiB");
+        }
+        Ok(plan)
+    }
 }
 
 /// Flags of `hoard-bench rdma`.

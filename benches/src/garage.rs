@@ -89,6 +89,16 @@ impl Garage {
         }
     }
 
+    /// The access key of the bucket.
+    pub fn access_key(&self) -> String {
+        self.access_key.clone()
+    }
+
+    /// Its secret key.
+    pub fn secret_key(&self) -> String {
+        self.secret_key.clone()
+    }
+
     /// The `[s3]` table of a cluster config that reaches this server.
     pub fn s3_toml(&self) -> String {
         format!(

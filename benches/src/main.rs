@@ -13,6 +13,7 @@ mod checkpoint;
 mod cli;
 mod fuse;
 mod garage;
+mod gateway;
 mod hoard_side;
 mod iperf;
 mod latency;
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
             .context("run the checkpoint benchmark"),
         cli::Command::Fuse(args) => args.resolve().and_then(fuse::run).context("run the FUSE benchmark"),
         cli::Command::Rdma(args) => args.resolve().and_then(rdma::run).context("run the RDMA benchmark"),
+        cli::Command::Gateway(args) => args
+            .resolve()
+            .and_then(gateway::run)
+            .context("run the gateway benchmark"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
