@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use hoard_transport::cluster::{AnonymousAccess, GatewayKey};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
 use s3s::validation::NameValidation;
-use s3s::{S3Error, S3ErrorCode, S3Result};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Result};
 
 /// The configured access keys.
 pub(crate) struct Keys {
@@ -69,30 +70,54 @@ const WRITES: &[&str] = &[
     "ListMultipartUploads",
 ];
 
-#[async_trait::async_trait]
-impl S3Access for Access {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        if cx.credentials().is_some() {
-            return Ok(());
-        }
-        let op = cx.s3_op().name();
-        let allowed = cx
-            .s3_path()
-            .get_bucket_name()
+impl Access {
+    fn allows(&self, bucket: Option<&str>, op: &str) -> bool {
+        bucket
             .and_then(|b| self.anonymous.get(b))
             .is_some_and(|access| match access {
                 AnonymousAccess::None => false,
                 AnonymousAccess::Read => READS.contains(&op),
                 AnonymousAccess::ReadWrite => READS.contains(&op) || WRITES.contains(&op),
-            });
-        if allowed {
+            })
+    }
+
+    /// An unsigned copy reads its source: the source's bucket must allow anonymous reads too.
+    fn check_source(&self, signed: bool, source: &CopySource) -> S3Result<()> {
+        let bucket = match source {
+            CopySource::Bucket { bucket, .. } => Some(&**bucket),
+            _ => None,
+        };
+        if signed || self.allows(bucket, "GetObject") {
             Ok(())
         } else {
-            Err(S3Error::with_message(
-                S3ErrorCode::AccessDenied,
-                "Access Denied: sign the request with a configured access key",
-            ))
+            Err(denied())
         }
+    }
+}
+
+fn denied() -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        "Access Denied: sign the request with a configured access key",
+    )
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_some() || self.allows(cx.s3_path().get_bucket_name(), cx.s3_op().name()) {
+            Ok(())
+        } else {
+            Err(denied())
+        }
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        self.check_source(req.credentials.is_some(), &req.input.copy_source)
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        self.check_source(req.credentials.is_some(), &req.input.copy_source)
     }
 }
 
@@ -103,5 +128,35 @@ pub(crate) struct MountNames;
 impl NameValidation for MountNames {
     fn validate_bucket_name(&self, name: &str) -> bool {
         !name.is_empty() && name.len() <= 255 && !name.contains('/') && !name.starts_with('.')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsigned_copy_reads_only_buckets_open_to_anonymous_readers() {
+        let access = Access {
+            anonymous: [
+                ("open".to_owned(), AnonymousAccess::ReadWrite),
+                ("shared".to_owned(), AnonymousAccess::Read),
+                ("private".to_owned(), AnonymousAccess::None),
+            ]
+            .into(),
+        };
+        let from = |bucket: &str| CopySource::Bucket {
+            bucket: bucket.into(),
+            key: "k".into(),
+            version_id: None,
+        };
+        assert!(access.allows(Some("open"), "CopyObject"));
+        assert!(!access.allows(Some("shared"), "PutObject"));
+        assert!(access.allows(Some("shared"), "GetObject"));
+        assert!(!access.allows(Some("private"), "GetObject") && !access.allows(None, "ListBuckets"));
+        assert!(access.check_source(false, &from("shared")).is_ok());
+        let e = access.check_source(false, &from("private")).expect_err("a private source");
+        assert_eq!(e.code(), &S3ErrorCode::AccessDenied);
+        assert!(access.check_source(true, &from("private")).is_ok(), "signed requests may");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! SDKs retry 500 and 503 answers and give up on 4xx, so the split matters: a dead worker or an
 //! unreachable under-store is `ServiceUnavailable` (retried), a full journal is `SlowDown`
-//! (retried after a back-off, while the persister drains it), a bad key is `InvalidArgument`.
+//! (retried after a back-off, while the persister drains it), an under-store that refuses for
+//! good (credentials, permissions) is `InternalError`, a bad key is `InvalidArgument`.
 
 use hoard_client::ClientError;
 use hoard_transport::wire::Status;
@@ -29,6 +30,7 @@ pub(crate) fn from_client(e: &ClientError, subject: Subject) -> S3Error {
         ClientError::NoSuchMount { .. } => S3ErrorCode::NoSuchBucket,
         ClientError::InvalidPath { .. } => S3ErrorCode::InvalidArgument,
         ClientError::AlreadyExists { .. } | ClientError::Changed { .. } => S3ErrorCode::PreconditionFailed,
+        ClientError::Ufs(u) if u.is_permanent() => S3ErrorCode::InternalError,
         ClientError::Unavailable { .. } | ClientError::Ufs(_) | ClientError::Unstable { .. } => {
             S3ErrorCode::ServiceUnavailable
         }
@@ -44,9 +46,11 @@ fn from_status(status: Status, not_found: S3ErrorCode) -> S3ErrorCode {
         Status::InvalidArgument | Status::NotADirectory | Status::NotEmpty => S3ErrorCode::InvalidArgument,
         Status::AlreadyExists | Status::StaleVersion => S3ErrorCode::PreconditionFailed,
         Status::NoSpace | Status::Overloaded => S3ErrorCode::SlowDown,
+        // The under-store refused for good (credentials, permissions): a server fault, not one
+        // a retry mends soon.
+        Status::UfsError => S3ErrorCode::InternalError,
         Status::Timeout
         | Status::UfsUnavailable
-        | Status::UfsError
         | Status::ShuttingDown
         | Status::NotCoordinator
         | Status::NoSuchSession => S3ErrorCode::ServiceUnavailable,

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use hoard_client::{ComposeOptions, CreateOptions, FileMeta, KeyQuery, ListEntry};
+use hoard_transport::cluster::WriteMode;
 use hoard_transport::wire::{ETAG_KEY, STAGING_DIR};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -324,8 +325,7 @@ impl Gateway {
         let sources: Vec<(String, String)> = chosen.iter().map(|m| (m.path.clone(), m.version.clone())).collect();
         let gateway = self.clone();
         let (bucket, key, id) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
-        // The compose may upload the whole object first (`through` mode): s3s answers 200 at once
-        // and keeps the connection alive until the result follows.
+        let streamed = self.inner.modes.get(&bucket) == Some(&WriteMode::Through);
         let finish = async move {
             let sources: Vec<(String, Option<&str>)> = sources
                 .iter()
@@ -352,8 +352,27 @@ impl Gateway {
                 ..Default::default()
             })
         };
+        if !streamed {
+            // In the journal at once: answer with the result (and a failure's own status).
+            return finish.await.map(S3Response::new);
+        }
+        // In `through` mode the compose uploads the whole object first: s3s answers 200 at once
+        // and keeps the connection alive until the result (or the error) follows in the body.
+        let (log_bucket, log_key) = (input.bucket, input.key);
+        let started = std::time::Instant::now();
         let output = CompleteMultipartUploadOutput {
-            future: Some(Box::pin(finish)),
+            future: Some(Box::pin(async move {
+                let result = finish.await;
+                let status = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => {
+                        crate::errors::log("CompleteMultipartUpload", &log_bucket, &log_key, e);
+                        e.code().as_str()
+                    }
+                };
+                crate::metrics::record("CompleteMultipartUpload", status, started.elapsed());
+                result
+            })),
             ..Default::default()
         };
         Ok(S3Response::new(output))

@@ -2,7 +2,9 @@
 //!
 //! A key is a file of the bucket's mount (`/BUCKET/KEY` in hoard). A key ending in `/` is a
 //! directory marker: a PUT of it with no bytes is a mkdir, and a GET or HEAD of it answers an
-//! empty object while the directory exists.
+//! empty object while the under-store's listing (merged with hoard's changes) holds the marker
+//! itself, as S3 does for a marker object; a directory only implied by its keys has none (a
+//! local directory shows a marker while it is empty).
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -410,9 +412,17 @@ impl Gateway {
     }
 
     /// Delete one key. S3 deletes are idempotent: a missing key, or a key that is only a
-    /// directory of other keys, is deleted already.
+    /// directory of other keys, is deleted already. A key not ending in `/` deletes a file only
+    /// (hoard's delete of a path would take the directory `KEY/` instead when there is no file).
     async fn delete_key(&self, bucket: &str, key: &str) -> S3Result<()> {
         let path = object_path(bucket, key)?;
+        if !key.ends_with('/') {
+            match self.inner.client.stat(&path).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) => return Err(from_client(&e, Subject::Object)),
+            }
+        }
         match self.inner.client.delete(&path, false).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),

@@ -10,6 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::service::Gateway;
 use crate::sweeper;
 
@@ -59,9 +60,18 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, shutdown: impl Futur
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "could not set TCP_NODELAY: {e}");
         }
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service.clone())
-            .into_owned();
+        let service = service.clone();
+        // Every answer counted by status, those s3s gives before an operation runs (a bad
+        // signature, a malformed request) included.
+        let counted = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let service = service.clone();
+            async move {
+                let response = hyper::service::Service::call(&service, req).await?;
+                metrics::http_response(response.status().as_u16());
+                Ok::<_, s3s::HttpError>(response)
+            }
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), counted).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

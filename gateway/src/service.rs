@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hoard_client::Client;
-use hoard_transport::cluster::{AnonymousAccess, GatewaySection};
+use hoard_transport::cluster::{AnonymousAccess, GatewaySection, WriteMode};
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3, S3Error, S3Request, S3Response, S3Result};
@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     pub settings: GatewaySection,
     /// Anonymous access per bucket.
     pub anonymous: HashMap<String, AnonymousAccess>,
+    /// Write mode per bucket.
+    pub modes: HashMap<String, WriteMode>,
     /// The cluster's page size (a GET's first piece).
     pub page_size: u64,
 }
@@ -36,10 +38,12 @@ impl Gateway {
     pub fn new(client: Client) -> Gateway {
         let config = client.config().clone();
         let anonymous = config.mounts.iter().map(|m| (m.name.clone(), m.anonymous)).collect();
+        let modes = config.mounts.iter().map(|m| (m.name.clone(), m.write_mode)).collect();
         Gateway {
             inner: Arc::new(Inner {
                 settings: config.gateway.clone(),
                 anonymous,
+                modes,
                 page_size: config.page_size.as_u64(),
                 client,
             }),
@@ -91,11 +95,22 @@ async fn timed<T>(
     key: &str,
     f: impl Future<Output = S3Result<S3Response<T>>>,
 ) -> S3Result<S3Response<T>> {
+    timed_as(op, bucket, key, f, |_| "ok").await
+}
+
+/// [`timed`], with the status of a success told by `ok`.
+async fn timed_as<T>(
+    op: &'static str,
+    bucket: &str,
+    key: &str,
+    f: impl Future<Output = S3Result<S3Response<T>>>,
+    ok: impl Fn(&T) -> &'static str,
+) -> S3Result<S3Response<T>> {
     let started = Instant::now();
     let span = tracing::debug_span!("s3", op, bucket, key);
     let result = tracing::Instrument::instrument(f, span).await;
     let status = match &result {
-        Ok(_) => "ok",
+        Ok(r) => ok(&r.output),
         Err(e) => {
             errors::log(op, bucket, key, e);
             e.code().as_str()
@@ -190,7 +205,9 @@ impl S3 for Gateway {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let (b, k) = (req.input.bucket.clone(), req.input.key.clone());
-        timed("CompleteMultipartUpload", &b, &k, self.complete(req)).await
+        // A completion answered while it runs counts as `accepted`, then once more when it ends.
+        let accepted = |o: &CompleteMultipartUploadOutput| if o.future.is_some() { "accepted" } else { "ok" };
+        timed_as("CompleteMultipartUpload", &b, &k, self.complete(req), accepted).await
     }
 
     async fn abort_multipart_upload(

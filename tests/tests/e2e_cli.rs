@@ -90,11 +90,12 @@ fn hoard_up_serves_a_directory_with_no_config_given() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("mydata");
     populate(&data);
-    let (listen, metrics) = (free_addr(), free_addr());
+    let (listen, metrics, s3) = (free_addr(), free_addr(), free_addr());
     let mut up = Command::new(hoard_bin())
         .args(["up", "--dir"])
         .arg(&data)
         .args(["--listen", &listen.to_string(), "--metrics", &metrics.to_string()])
+        .args(["--s3", &s3.to_string()])
         .env("HOARD_HOME", home.path())
         .env_remove("HOARD_CLUSTER")
         .stdin(Stdio::null())
@@ -113,6 +114,19 @@ fn hoard_up_serves_a_directory_with_no_config_given() {
         .env_remove("HOARD_CLUSTER")
         .output()
         .expect("hoard ls");
+    // The S3 endpoint answers too, and only signed requests (the key is in the config).
+    let s3_reply = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(s3).expect("the S3 endpoint listens");
+        write!(
+            conn,
+            "GET /data/dir/b.bin HTTP/1.1\r\nHost: {s3}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut reply = String::new();
+        let _ = conn.read_to_string(&mut reply);
+        reply
+    };
     let _ = up.kill();
     let printed = {
         let _ = up.wait();
@@ -129,6 +143,14 @@ fn hoard_up_serves_a_directory_with_no_config_given() {
         "hoard up prints how to use it: {printed}"
     );
     assert!(home.path().join("cluster.toml").exists());
+    assert!(
+        s3_reply.starts_with("HTTP/1.1 403") && s3_reply.contains("AccessDenied"),
+        "{s3_reply}"
+    );
+    assert!(
+        printed.contains("aws --endpoint-url"),
+        "hoard up prints the S3 endpoint: {printed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -189,12 +189,15 @@ impl std::fmt::Debug for GatewayKey {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewaySection {
-    /// The region the endpoint answers for (what clients sign with).
+    /// The region the endpoint reports (HeadBucket, GetBucketLocation, ListBuckets); requests
+    /// signed for any region are accepted.
     pub region: String,
     /// Access keys whose AWS Signature V4 the endpoint accepts.
     pub keys: Vec<GatewayKey>,
     /// Base domain for virtual-hosted-style requests (`BUCKET.DOMAIN`, with the port if clients
-    /// send one); path-style requests always work.
+    /// send one). Without it every request is path-style; with it, path-style requests work
+    /// when their `Host` is the domain itself or an IP address (any other name is taken as a
+    /// bucket).
     pub domain: Option<String>,
     /// Bytes one GET asks the cluster for at a time (a streamed body is fed piece by piece).
     pub get_piece: ByteSize,

@@ -1650,7 +1650,17 @@ impl WritePath {
                 entry.state = self.dirty_state(&m);
             }
             let Some(meta) = entry.file_mut().map(|f| {
-                f.metadata = Some(metadata_vec(&metadata));
+                // The bytes stay, so what describes them stays, whatever the caller sent.
+                let mut pairs = without_content(metadata_vec(&metadata));
+                pairs.extend(
+                    f.metadata
+                        .iter()
+                        .flatten()
+                        .filter(|(k, _)| is_content_bound(k))
+                        .cloned(),
+                );
+                pairs.sort();
+                f.metadata = Some(pairs);
                 file_meta(path, f)
             }) else {
                 return Err(WriteError::new(Status::Internal, "a file source that is no file"));
@@ -2304,7 +2314,9 @@ fn ufs_entry(path: &str, o: &ObjectMeta) -> Entry {
                 Vec::new()
             },
             ufs_version: Some(o.version.clone()),
-            metadata: o.metadata.as_ref().map(metadata_vec),
+            // Content-bound keys are hoard's and never in an under-store object: any there were
+            // set by someone else and do not describe these bytes.
+            metadata: o.metadata.as_ref().map(|m| without_content(metadata_vec(m))),
         }),
         state: EntryState::Clean,
     }

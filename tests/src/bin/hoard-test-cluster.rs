@@ -14,7 +14,7 @@
 //!
 //! With `--gateway` every worker's process also serves the S3 gateway (`gateway_1`,
 //! `gateway_2`, ... are their addresses; `gateway_access_key` and `gateway_secret_key` sign
-//! requests), and two more mounts over fresh directories exist: `back` (written back, `back_dir`)
+//! requests), and three more mounts exist: `back` (written back, `back_dir`)
 //! `public` (readable without a signature, `public_dir`) and `remote` (the Garage prefix
 //! `remote_prefix`, written through).
 
