@@ -62,6 +62,15 @@ pub struct GatewayArgs {
     /// and S3.
     #[arg(long, default_value = "20ms")]
     pub delay: humantime::Duration,
+    /// A third scenario paces each connection to the S3 server to this bandwidth besides the
+    /// delay, as S3 serves one GET (about 100 MB/s); `0` leaves it out.
+    #[arg(long, default_value = "100MiB")]
+    pub connection_bandwidth: ByteSize,
+    /// The worker's `metadata_ttl`: how long it trusts an object's ETag before it asks the S3
+    /// server again (a round trip in front of a GET of an object not read for that long). The
+    /// worker's default, 5 s, is shorter than a pass over the objects.
+    #[arg(long, default_value = "10m")]
+    pub metadata_ttl: humantime::Duration,
     /// Directory for Garage's data and the worker's files [default: the system's temporary
     /// directory].
     #[arg(long)]
@@ -90,6 +99,10 @@ pub struct GatewayPlan {
     pub large_bytes: u64,
     /// Round-trip delay of the proxy.
     pub delay: Duration,
+    /// Bytes per second of one connection in the paced scenario (`None`: no such scenario).
+    pub connection_bandwidth: Option<u64>,
+    /// The worker's `metadata_ttl`.
+    pub metadata_ttl: Duration,
     /// Where Garage's data and the worker's files go.
     pub dir: PathBuf,
     /// Limit of each timed phase.
@@ -115,6 +128,8 @@ impl GatewayArgs {
                 .large_size
                 .map_or(if q { 32 << 20 } else { 256 << 20 }, |s| s.as_u64()),
             delay: self.delay.into(),
+            connection_bandwidth: Some(self.connection_bandwidth.as_u64()).filter(|b| *b > 0),
+            metadata_ttl: self.metadata_ttl.into(),
             dir: self.dir.unwrap_or_else(std::env::temp_dir),
             time_limit: Duration::from_secs(self.time_limit),
             quick: q,

@@ -155,8 +155,13 @@ mod tests {
         assert!(access.allows(Some("shared"), "GetObject"));
         assert!(!access.allows(Some("private"), "GetObject") && !access.allows(None, "ListBuckets"));
         assert!(access.check_source(false, &from("shared")).is_ok());
-        let e = access.check_source(false, &from("private")).expect_err("a private source");
+        let e = access
+            .check_source(false, &from("private"))
+            .expect_err("a private source");
         assert_eq!(e.code(), &S3ErrorCode::AccessDenied);
-        assert!(access.check_source(true, &from("private")).is_ok(), "signed requests may");
+        assert!(
+            access.check_source(true, &from("private")).is_ok(),
+            "signed requests may"
+        );
     }
 }

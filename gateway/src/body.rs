@@ -17,21 +17,24 @@ use crate::errors::{self, Subject};
 use crate::etag;
 use crate::meta::checksum_pairs;
 
-/// The byte pieces of `range`: the first at most `first` bytes (a small first read keeps the
-/// time to first byte low), the rest at most `piece` bytes.
+/// The byte pieces of `range`: the first at most `first` bytes, each next one four times the
+/// one before, up to `piece` bytes. Small first reads keep the first bytes quick: the reads ahead
+/// of the client (and their copies) start small too.
 pub(crate) fn pieces(range: Range<u64>, first: u64, piece: u64) -> Vec<Range<u64>> {
     let mut out = Vec::new();
     let mut at = range.start;
+    let mut size = first.clamp(1, piece.max(1));
     while at < range.end {
-        let size = if out.is_empty() { first } else { piece };
-        let end = range.end.min(at + size.max(1));
+        let end = range.end.min(at + size);
         out.push(at..end);
         at = end;
+        size = (size * 4).min(piece.max(1));
     }
     out
 }
 
-/// The bytes of `range` of an opened file version, as a body stream.
+/// The bytes of `range` of an opened file version, as a body stream. The first piece is read
+/// alone, so nothing competes with the first bytes; the rest are read `parallel` pieces ahead.
 pub(crate) fn file_stream(
     file: OpenFile,
     range: Range<u64>,
@@ -39,12 +42,17 @@ pub(crate) fn file_stream(
     piece: u64,
     parallel: usize,
 ) -> impl Stream<Item = Result<Bytes, hoard_client::ClientError>> + Send + 'static {
-    futures::stream::iter(pieces(range, first, piece))
-        .map(move |r| {
-            let file = file.clone();
-            async move { file.read(r.start, r.end - r.start).await }
-        })
-        .buffered(parallel.max(1))
+    let mut all = pieces(range, first, piece).into_iter();
+    let head = all.next();
+    let read = move |file: OpenFile, r: Range<u64>| async move { file.read(r.start, r.end - r.start).await };
+    let first_file = file.clone();
+    futures::stream::iter(head)
+        .then(move |r| read(first_file.clone(), r))
+        .chain(
+            futures::stream::iter(all)
+                .map(move |r| read(file.clone(), r))
+                .buffered(parallel.max(1)),
+        )
 }
 
 /// A body of exactly `len` bytes (s3s wants a `Sync` stream; the client's is `Send`).
@@ -230,6 +238,7 @@ mod tests {
     #[test]
     fn pieces_start_small_and_cover_the_range_exactly() {
         assert_eq!(pieces(0..10, 3, 4), vec![0..3, 3..7, 7..10]);
+        assert_eq!(pieces(0..100, 2, 32), vec![0..2, 2..10, 10..42, 42..74, 74..100]);
         assert_eq!(pieces(5..6, 3, 4), vec![5..6]);
         assert!(pieces(7..7, 3, 4).is_empty());
     }

@@ -23,6 +23,9 @@ use crate::service::Gateway;
 /// S3's largest single PUT (and part, and copy).
 pub(crate) const MAX_PUT_BYTES: u64 = 5 << 30;
 
+/// The first piece of a GET's body: small, for a quick first byte.
+const FIRST_PIECE_BYTES: u64 = 128 << 10;
+
 /// Most keys of one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;
 
@@ -127,7 +130,7 @@ impl Gateway {
                 let stream = body::file_stream(
                     file,
                     range,
-                    self.inner.page_size,
+                    FIRST_PIECE_BYTES.min(self.inner.page_size),
                     settings.get_piece.as_u64(),
                     settings.get_parallel as usize,
                 )

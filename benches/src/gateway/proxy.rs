@@ -1,8 +1,9 @@
 //! A TCP proxy that delays every byte by a fixed time in each direction, so that a server on
-//! loopback answers as late as a distant one (this kernel has no `netem`). Bytes keep their order
-//! and are not throttled: each read is forwarded once its delay has passed, however many are in
-//! flight, so a request's round trip grows by twice the one-way delay and bandwidth stays the
-//! server's.
+//! loopback answers as late as a distant one (this kernel has no `netem`), and optionally paces
+//! each connection to a bandwidth, as S3 serves one connection (about 100 MB/s per GET, which is
+//! why S3 clients fetch large objects with parallel ranged GETs). Bytes keep their order: each
+//! read is forwarded once its delay has passed and its connection's pace allows, however many
+//! are in flight, so a request's round trip grows by twice the one-way delay.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,18 +36,26 @@ impl Drop for DelayProxy {
 
 impl DelayProxy {
     /// Listen on a loopback port and forward every connection to `upstream`, each direction
-    /// `round_trip / 2` late.
+    /// `round_trip / 2` late and, with `bytes_per_second`, each direction of each connection
+    /// paced to it.
     ///
     /// # Errors
     /// When no port can be bound.
-    pub async fn start(upstream: SocketAddr, round_trip: Duration) -> anyhow::Result<DelayProxy> {
+    pub async fn start(
+        upstream: SocketAddr,
+        round_trip: Duration,
+        bytes_per_second: Option<u64>,
+    ) -> anyhow::Result<DelayProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await.context("bind the delay proxy")?;
         let addr = listener.local_addr()?;
-        let one_way = round_trip / 2;
+        let link = Link {
+            one_way: round_trip / 2,
+            bytes_per_second,
+        };
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    if let Err(e) = connect(client, upstream, one_way).await {
+                    if let Err(e) = connect(client, upstream, link).await {
                         eprintln!("delay proxy: connection to {upstream} failed: {e:#}");
                     }
                 });
@@ -56,20 +65,39 @@ impl DelayProxy {
     }
 }
 
-async fn connect(client: TcpStream, upstream: SocketAddr, one_way: Duration) -> anyhow::Result<()> {
+/// What a direction of a connection adds: a delay, and a pace.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    one_way: Duration,
+    bytes_per_second: Option<u64>,
+}
+
+impl Link {
+    /// When `len` bytes read now may be forwarded, after the bytes before them were due at
+    /// `previous`.
+    fn due(&self, now: Instant, previous: Instant, len: usize) -> Instant {
+        let arrived = now + self.one_way;
+        match self.bytes_per_second {
+            Some(rate) => arrived.max(previous + Duration::from_secs_f64(len as f64 / rate as f64)),
+            None => arrived,
+        }
+    }
+}
+
+async fn connect(client: TcpStream, upstream: SocketAddr, link: Link) -> anyhow::Result<()> {
     let server = TcpStream::connect(upstream).await.context("connect upstream")?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = tokio::spawn(pump(client_read, server_write, one_way));
-    let down = tokio::spawn(pump(server_read, client_write, one_way));
+    let up = tokio::spawn(pump(client_read, server_write, link));
+    let down = tokio::spawn(pump(server_read, client_write, link));
     let _ = tokio::join!(up, down);
     Ok(())
 }
 
-/// Forward `from` to `to`, each read `delay` after it arrived; end `to` when `from` ends.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+/// Forward `from` to `to`, each read when the link lets it through; end `to` when `from` ends.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Bytes)>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some((at, bytes)) = rx.recv().await {
@@ -81,11 +109,13 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) 
         let _ = to.shutdown().await;
     });
     let mut buf = vec![0u8; 64 * 1024];
+    let mut previous = Instant::now();
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let due = Instant::now() + delay;
+                let due = link.due(Instant::now(), previous, n);
+                previous = due;
                 if tx.send((due, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
                     break;
                 }
@@ -116,7 +146,7 @@ mod tests {
                 });
             }
         });
-        let proxy = DelayProxy::start(upstream, Duration::from_millis(40)).await?;
+        let proxy = DelayProxy::start(upstream, Duration::from_millis(40), None).await?;
         let mut s = TcpStream::connect(proxy.addr).await?;
         let started = std::time::Instant::now();
         s.write_all(b"ping-1").await?;
