@@ -406,7 +406,25 @@ async fn scenario(plan: &GatewayPlan, dir: &Path, garage: &Garage, link: Link) -
         seed_large(&seeder, &garage.bucket, &format!("{prefix}/{key}"), &large).await?;
     }
     let endpoint = peer_endpoint.clone();
-    let (worker, gateway_url) = start_worker(&dir.join(&prefix), plan, garage, &endpoint, &prefix).await?;
+    // The ports come from `free_addr`, which releases them: another process may take one first.
+    let mut attempt = 0;
+    let (worker, gateway_url) = loop {
+        attempt += 1;
+        match start_worker(
+            &dir.join(format!("{prefix}-{attempt}")),
+            plan,
+            garage,
+            &endpoint,
+            &prefix,
+        )
+        .await
+        {
+            Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                eprintln!("hoard-bench: a port was taken meanwhile, starting the worker again");
+            }
+            other => break other?,
+        }
+    };
     let gateway = s3_client(&gateway_url, "us-east-1", ACCESS_KEY, SECRET_KEY);
     let limit = plan.time_limit;
     let direct_keys: Vec<(String, Bytes)> = small[0]
