@@ -197,20 +197,12 @@ fn hasher_for(expect: &Expect<'_>) -> ChecksumHasher {
 
 /// The checksums in an aws-chunked body's trailer.
 pub(crate) fn trailer_checksum(headers: Option<&hyper::HeaderMap>) -> Checksum {
-    let get = |name: &str| {
+    crate::meta::checksum_by_name(|name| {
         headers
             .and_then(|h| h.get(format!("x-amz-checksum-{name}")))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-    };
-    Checksum {
-        checksum_crc32: get("crc32"),
-        checksum_crc32c: get("crc32c"),
-        checksum_crc64nvme: get("crc64nvme"),
-        checksum_sha1: get("sha1"),
-        checksum_sha256: get("sha256"),
-        checksum_type: None,
-    }
+    })
 }
 
 /// Only the checksums the client sent (by header or trailer), for storing with the bytes.

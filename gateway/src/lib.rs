@@ -38,6 +38,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod macros;
+
 mod auth;
 mod body;
 mod errors;

@@ -26,6 +26,17 @@ struct Page {
     next: Option<String>,
 }
 
+impl Page {
+    fn empty() -> Page {
+        Page {
+            contents: Vec::new(),
+            prefixes: Vec::new(),
+            last: None,
+            next: None,
+        }
+    }
+}
+
 /// S3's `encoding-type=url`: keys percent-encoded except unreserved characters and `/`.
 fn encode(s: &str, url: bool) -> String {
     if !url {
@@ -82,12 +93,7 @@ impl Gateway {
         self.check_bucket(bucket)?;
         // The staging directory is hoard's: listing into it shows nothing.
         if is_staged(&query.prefix) {
-            return Ok(Page {
-                contents: Vec::new(),
-                prefixes: Vec::new(),
-                last: None,
-                next: None,
-            });
+            return Ok(Page::empty());
         }
         let ListReply {
             entries,
@@ -135,12 +141,7 @@ impl Gateway {
         let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let page = if max_keys == 0 {
             self.check_bucket(&input.bucket)?;
-            Page {
-                contents: Vec::new(),
-                prefixes: Vec::new(),
-                last: None,
-                next: None,
-            }
+            Page::empty()
         } else {
             let query = KeyQuery {
                 prefix: prefix.clone(),
@@ -189,12 +190,7 @@ impl Gateway {
         };
         let page = self.page(&input.bucket, query, url, Some(owner())).await?;
         let (page, truncated) = if max_keys == 0 {
-            let empty = Page {
-                contents: Vec::new(),
-                prefixes: Vec::new(),
-                last: None,
-                next: None,
-            };
+            let empty = Page::empty();
             (empty, false)
         } else {
             let truncated = page.next.is_some();

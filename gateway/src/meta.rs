@@ -141,6 +141,11 @@ pub(crate) fn checksum(meta: &FileMeta) -> Checksum {
             })
             .flatten()
     };
+    checksum_by_name(get)
+}
+
+/// A checksum of the values `get` gives for each algorithm's lowercase name.
+pub(crate) fn checksum_by_name(get: impl Fn(&str) -> Option<String>) -> Checksum {
     Checksum {
         checksum_crc32: get("crc32"),
         checksum_crc32c: get("crc32c"),

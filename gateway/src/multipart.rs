@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::body::{self, Expect};
 use crate::errors::{Subject, from_client};
-use crate::etag::{self, Conditions, etag_of, last_modified, strong};
+use crate::etag::{self, etag_of, last_modified, strong};
 use crate::meta::{self, Headers};
-use crate::objects::{MAX_PUT_BYTES, body_chunks, copy_source, object_path};
+use crate::objects::{MAX_PUT_BYTES, body_chunks, object_path};
 use crate::service::Gateway;
 
 /// S3's most parts of an upload.
@@ -104,14 +104,15 @@ impl Gateway {
         Ok(info)
     }
 
-    /// The stored parts of an upload, by number.
-    async fn stored_parts(&self, bucket: &str, id: &str) -> S3Result<BTreeMap<i32, FileMeta>> {
-        let prefix = format!("{}/part-", upload_dir(id));
-        let mut parts = BTreeMap::new();
+    /// Every entry of a staged prefix of a bucket, all pages (the staging directory is the
+    /// gateway's own, so it lists it whole).
+    async fn staged_entries(&self, bucket: &str, prefix: String, delimiter: Option<&str>) -> S3Result<Vec<ListEntry>> {
+        let mut entries = Vec::new();
         let mut continuation = None;
         loop {
             let query = KeyQuery {
                 prefix: prefix.clone(),
+                delimiter: delimiter.map(str::to_owned),
                 continuation,
                 max_keys: 1000,
                 ..KeyQuery::default()
@@ -122,18 +123,28 @@ impl Gateway {
                 .list_keys(bucket, query)
                 .await
                 .map_err(|e| from_client(&e, Subject::Upload))?;
-            for entry in page.entries {
-                if let ListEntry::File(meta) = entry
-                    && let Some(n) = meta.path.strip_prefix(&prefix).and_then(|n| n.parse::<i32>().ok())
-                {
-                    parts.insert(n, meta);
-                }
-            }
+            entries.extend(page.entries);
             match page.next_continuation {
                 Some(next) => continuation = Some(next),
-                None => return Ok(parts),
+                None => return Ok(entries),
             }
         }
+    }
+
+    /// The stored parts of an upload, by number.
+    async fn stored_parts(&self, bucket: &str, id: &str) -> S3Result<BTreeMap<i32, FileMeta>> {
+        let prefix = format!("{}/part-", upload_dir(id));
+        let entries = self.staged_entries(bucket, prefix.clone(), None).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                ListEntry::File(meta) => {
+                    let n = meta.path.strip_prefix(&prefix)?.parse::<i32>().ok()?;
+                    Some((n, meta))
+                }
+                ListEntry::Prefix(_) => None,
+            })
+            .collect())
     }
 
     pub(crate) async fn create_upload(
@@ -205,14 +216,7 @@ impl Gateway {
         let expect = Expect {
             len: input.content_length,
             md5: input.content_md5.as_deref(),
-            checksum: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_type: None,
-            },
+            checksum: checksum_of!(input),
             algorithm: input.checksum_algorithm.as_ref(),
             max: MAX_PUT_BYTES,
         };
@@ -224,15 +228,9 @@ impl Gateway {
             })
             .await?;
         let headers = crate::objects::close_unread(&req_headers, meta.size);
-        let output = UploadPartOutput {
+        let output = with_checksum!(UploadPartOutput, sent, {
             e_tag: Some(strong(etag_of(&meta))),
-            checksum_crc32: sent.checksum_crc32,
-            checksum_crc32c: sent.checksum_crc32c,
-            checksum_crc64nvme: sent.checksum_crc64nvme,
-            checksum_sha1: sent.checksum_sha1,
-            checksum_sha256: sent.checksum_sha256,
-            ..Default::default()
-        };
+        });
         Ok(S3Response::with_headers(output, headers))
     }
 
@@ -244,22 +242,9 @@ impl Gateway {
         self.check_bucket(&input.bucket)?;
         self.upload_info(&input.bucket, Some(&input.key), &input.upload_id)
             .await?;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        self.check_bucket(&src_bucket)?;
-        let src_path = object_path(&src_bucket, &src_key)?;
-        let source = self
-            .inner
-            .client
-            .stat(&src_path)
-            .await
-            .map_err(|e| from_client(&e, Subject::Object))?;
-        let conditions = Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        };
-        etag::check(&conditions, &etag_of(&source), source.mtime_ms, false)?;
+        let (_, src_path, source) = self
+            .copy_source_checked(&input.copy_source, &copy_conditions_of!(input))
+            .await?;
         let range = match &input.copy_source_range {
             None => 0..source.size,
             Some(r) => Range::parse(r)
@@ -452,35 +437,18 @@ impl Gateway {
 
     /// The ids of every upload directory of a bucket (with or without a record).
     pub(crate) async fn upload_ids(&self, bucket: &str) -> S3Result<Vec<String>> {
-        let mut ids = Vec::new();
-        let mut continuation = None;
-        loop {
-            let query = KeyQuery {
-                prefix: uploads_dir(),
-                delimiter: Some("/".into()),
-                continuation,
-                max_keys: 1000,
-                ..KeyQuery::default()
-            };
-            let page = self
-                .inner
-                .client
-                .list_keys(bucket, query)
-                .await
-                .map_err(|e| from_client(&e, Subject::Object))?;
-            for entry in page.entries {
-                if let ListEntry::Prefix(p) = entry
-                    && let Some(id) = p.strip_prefix(&uploads_dir()).map(|s| s.trim_end_matches('/'))
-                    && valid_id(id)
-                {
-                    ids.push(id.to_owned());
+        let dir = uploads_dir();
+        let entries = self.staged_entries(bucket, dir.clone(), Some("/")).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                ListEntry::Prefix(p) => {
+                    let id = p.strip_prefix(&dir)?.trim_end_matches('/');
+                    valid_id(id).then(|| id.to_owned())
                 }
-            }
-            match page.next_continuation {
-                Some(next) => continuation = Some(next),
-                None => return Ok(ids),
-            }
-        }
+                ListEntry::File(_) => None,
+            })
+            .collect())
     }
 
     /// When a part of an upload was last written (`None`: it has none, or they cannot be listed).

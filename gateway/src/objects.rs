@@ -53,6 +53,29 @@ pub(crate) fn object_path(bucket: &str, key: &str) -> S3Result<String> {
     Ok(format!("/{bucket}/{key}"))
 }
 
+/// A GET's or HEAD's answer (`$ty`) for an object: what [`Described`] says, its length and
+/// range.
+macro_rules! object_answer {
+    ($ty:ident, $d:expr, $meta:expr, $len:expr, $range:expr) => {{
+        let d: Described = $d;
+        let meta: &FileMeta = $meta;
+        with_checksum!($ty, d.checksum, {
+            content_length: Some($len as i64),
+            content_range: $range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(strong(d.etag)),
+            last_modified: Some(last_modified(meta)),
+            expires: expires(&d.headers),
+            content_type: Some(d.headers.content_type.unwrap_or_else(|| "binary/octet-stream".into())),
+            content_encoding: d.headers.content_encoding,
+            content_disposition: d.headers.content_disposition,
+            content_language: d.headers.content_language,
+            cache_control: d.headers.cache_control,
+            metadata: meta::user(meta),
+        })
+    }};
+}
+
 /// What S3 says of an object, for GET and HEAD.
 struct Described {
     etag: String,
@@ -113,12 +136,7 @@ impl Gateway {
     pub(crate) async fn get(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         self.check_bucket(&input.bucket)?;
-        let conditions = Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        };
+        let conditions = conditions_of!(input);
         let (file, meta) = self.open(&input.bucket, &input.key).await?;
         let (range, content_range) = resolve_range(input.range, input.part_number, meta.size)?;
         let d = describe(&meta, input.checksum_mode.as_ref(), content_range.is_none());
@@ -143,63 +161,21 @@ impl Gateway {
             }
             None => StreamingBlob::from(s3s::Body::from(Bytes::new())),
         };
-        let output = GetObjectOutput {
-            body: Some(body),
-            content_length: Some(len as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(strong(d.etag)),
-            last_modified: Some(last_modified(&meta)),
-            expires: expires(&d.headers),
-            content_type: Some(d.headers.content_type.unwrap_or_else(|| "binary/octet-stream".into())),
-            content_encoding: d.headers.content_encoding,
-            content_disposition: d.headers.content_disposition,
-            content_language: d.headers.content_language,
-            cache_control: d.headers.cache_control,
-            metadata: meta::user(&meta),
-            checksum_crc32: d.checksum.checksum_crc32,
-            checksum_crc32c: d.checksum.checksum_crc32c,
-            checksum_crc64nvme: d.checksum.checksum_crc64nvme,
-            checksum_sha1: d.checksum.checksum_sha1,
-            checksum_sha256: d.checksum.checksum_sha256,
-            ..Default::default()
-        };
+        let mut output: GetObjectOutput = object_answer!(GetObjectOutput, d, &meta, len, content_range);
+        output.body = Some(body);
         Ok(S3Response::new(output))
     }
 
     pub(crate) async fn head(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         self.check_bucket(&input.bucket)?;
-        let conditions = Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        };
+        let conditions = conditions_of!(input);
         let (_, meta) = self.open(&input.bucket, &input.key).await?;
         let (range, content_range) = resolve_range(input.range, input.part_number, meta.size)?;
         let d = describe(&meta, input.checksum_mode.as_ref(), content_range.is_none());
         etag::check(&conditions, &d.etag, meta.mtime_ms, true)?;
-        let output = HeadObjectOutput {
-            content_length: Some((range.end - range.start) as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(strong(d.etag)),
-            last_modified: Some(last_modified(&meta)),
-            expires: expires(&d.headers),
-            content_type: Some(d.headers.content_type.unwrap_or_else(|| "binary/octet-stream".into())),
-            content_encoding: d.headers.content_encoding,
-            content_disposition: d.headers.content_disposition,
-            content_language: d.headers.content_language,
-            cache_control: d.headers.cache_control,
-            metadata: meta::user(&meta),
-            checksum_crc32: d.checksum.checksum_crc32,
-            checksum_crc32c: d.checksum.checksum_crc32c,
-            checksum_crc64nvme: d.checksum.checksum_crc64nvme,
-            checksum_sha1: d.checksum.checksum_sha1,
-            checksum_sha256: d.checksum.checksum_sha256,
-            ..Default::default()
-        };
+        let output: HeadObjectOutput =
+            object_answer!(HeadObjectOutput, d, &meta, range.end - range.start, content_range);
         Ok(S3Response::new(output))
     }
 
@@ -266,14 +242,7 @@ impl Gateway {
         let expect = Expect {
             len: input.content_length,
             md5: input.content_md5.as_deref(),
-            checksum: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_type: None,
-            },
+            checksum: checksum_of!(input),
             algorithm: input.checksum_algorithm.as_ref(),
             max: MAX_PUT_BYTES,
         };
@@ -296,16 +265,10 @@ impl Gateway {
             })
             .await?;
         let headers = close_unread(&req.headers, meta.size);
-        let output = PutObjectOutput {
+        let output = with_checksum!(PutObjectOutput, sent, {
             e_tag: Some(strong(etag_of(&meta))),
             size: Some(meta.size as i64),
-            checksum_crc32: sent.checksum_crc32,
-            checksum_crc32c: sent.checksum_crc32c,
-            checksum_crc64nvme: sent.checksum_crc64nvme,
-            checksum_sha1: sent.checksum_sha1,
-            checksum_sha256: sent.checksum_sha256,
-            ..Default::default()
-        };
+        });
         Ok(S3Response::with_headers(output, headers))
     }
 
@@ -492,27 +455,14 @@ impl Gateway {
     pub(crate) async fn copy(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         self.check_bucket(&input.bucket)?;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        self.check_bucket(&src_bucket)?;
-        let src_path = object_path(&src_bucket, &src_key)?;
         let dst_path = object_path(&input.bucket, &input.key)?;
-        if input.key.ends_with('/') || src_key.ends_with('/') {
+        if input.key.ends_with('/') {
             return Err(s3_error!(InvalidRequest, "directory markers cannot be copied"));
         }
-        let source = self
-            .inner
-            .client
-            .stat(&src_path)
-            .await
-            .map_err(|e| from_client(&e, Subject::Object))?;
-        let conditions = Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        };
+        let (src_bucket, src_path, source) = self
+            .copy_source_checked(&input.copy_source, &copy_conditions_of!(input))
+            .await?;
         let source_etag = etag_of(&source);
-        etag::check(&conditions, &source_etag, source.mtime_ms, false)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -593,6 +543,31 @@ impl Gateway {
         let chunks = self.source_chunks(file, 0..source.size);
         let (meta, _) = self.write_body(writer, chunks, &expect, Checksum::default).await?;
         Ok(meta)
+    }
+
+    /// A copy's source: its bucket, path and metadata, once its conditions hold.
+    ///
+    /// # Errors
+    /// `NoSuchBucket`, `NoSuchKey`, `PreconditionFailed`; `InvalidRequest` for a marker.
+    pub(crate) async fn copy_source_checked(
+        &self,
+        source: &CopySource,
+        conditions: &Conditions<'_>,
+    ) -> S3Result<(String, String, FileMeta)> {
+        let (bucket, key) = copy_source(source)?;
+        self.check_bucket(&bucket)?;
+        if key.ends_with('/') {
+            return Err(s3_error!(InvalidRequest, "directory markers cannot be copied"));
+        }
+        let path = object_path(&bucket, &key)?;
+        let meta = self
+            .inner
+            .client
+            .stat(&path)
+            .await
+            .map_err(|e| from_client(&e, Subject::Object))?;
+        etag::check(conditions, &etag_of(&meta), meta.mtime_ms, false)?;
+        Ok((bucket, path, meta))
     }
 
     /// A copy's source, opened at the version its conditions were checked against.
