@@ -1,7 +1,12 @@
 # Shared set-up steps of hoard's scripts. Every step is idempotent: it checks before it installs.
 # shellcheck shell=bash
 
-log() { printf '==> %s\n' "$*" >&2; }
+# Each step's line says how long the script has run, so a slow step shows in CI's log.
+log() { printf '==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
+
+# The features every test build uses: the same in every command, so cargo's feature unification
+# gives the same dependency builds and nothing is built twice.
+HOARD_TEST_FEATURES="--features hoard-cli/rdma,hoard-tests/rdma,hoard-bench/rdma"
 
 # apt_install PKG...: install the Debian packages that are missing.
 apt_install() {

@@ -12,9 +12,8 @@ python_env
 export CARGO_TERM_COLOR=never
 # CI builds once from a clean clone: incremental caches would only cost disk (several GiB).
 export CARGO_INCREMENTAL=0
-# Everything is built with the RDMA transport (it says at run time when there is no device); the
-# same features in every command, so nothing is built twice.
-FEATURES="--features hoard-cli/rdma,hoard-tests/rdma,hoard-bench/rdma"
+# Everything is built with the RDMA transport (it says at run time when there is no device).
+FEATURES=$HOARD_TEST_FEATURES
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
