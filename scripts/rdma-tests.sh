@@ -14,10 +14,7 @@ if [ ! -x "$RDMA_VM" ]; then
   exit 0
 fi
 log "building hoard and the RDMA tests with the rdma feature"
-cargo build --locked -p hoard-cli --features rdma
-# The workspace's test features, not `-p hoard-tests`: other features would rebuild the
-# dependencies (five minutes on CI) for a binary the test run has already built.
-cargo test --locked --workspace $HOARD_TEST_FEATURES --test e2e_rdma --no-run
+build_for_tests
 bin=$(cargo test --locked --workspace $HOARD_TEST_FEATURES --test e2e_rdma --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*e2e_rdma[^"]*\)".*/\1/p' | tail -1 || true)
 [ -n "$bin" ] || { echo "could not find the e2e_rdma test binary" >&2; exit 1; }

@@ -19,10 +19,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked $FEATURES -- -D warnings -D clippy::todo
-log "cargo clippy of the transport without the rdma feature"
-cargo clippy -p hoard-transport --all-targets --locked -- -D warnings -D clippy::todo
-log "building the hoard binary the end-to-end tests run"
-cargo build --locked -p hoard-cli --features rdma
+log "building the binaries the end-to-end tests start, and the tests"
+build_for_tests
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --profile ci $FEATURES
@@ -36,7 +34,6 @@ bash scripts/rdma-tests.sh
 log "the region code (the unsafe code) under valgrind memcheck"
 bash scripts/valgrind-regions.sh
 log "the Python package: the wheel built into a virtual environment, pytest against a real cluster"
-cargo build --locked -p hoard-tests --features hoard-tests/rdma --bin hoard-test-cluster
 (cd python && maturin develop --features rdma --quiet && python -m pytest -q)
 log "the S3 gateway: boto3, the AWS CLI and s3torchconnector against a real cluster"
 (cd tests/gateway && python -m pytest -q -p no:cacheprovider)
